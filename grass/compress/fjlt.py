@@ -1,0 +1,62 @@
+"""A Hadamard-based fast JL transform (SPEC 3).
+
+C(x) = S H D x / sqrt(k): D random signs [d], zero-pad to n = 2^q >= d, H the unnormalised Sylvester
+Walsh-Hadamard matrix [n, n] (applied in O(n log n), never built), S keeps k seeded coordinates drawn
+without replacement. Equivalent to sqrt(n / k) with the orthonormal H / sqrt(n).
+This is a real FJLT; the GraSS paper's "FJLT" was TRAK's Rademacher CUDA kernel (see `rademacher`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grass.compress.base import Compressor
+from grass.errors import GrassError
+from grass.seeding import generator
+
+
+def walsh_hadamard(x: torch.Tensor) -> torch.Tensor:
+    """Unnormalised fast Walsh-Hadamard transform of each row: x [B, n] -> x @ H_n [B, n].
+
+    n must be a power of two; H_n is the Sylvester matrix H_2n = [[H_n, H_n], [H_n, -H_n]] (symmetric).
+    Each pass pairs entries h apart inside blocks of 2h: (a, b) -> (a + b, a - b).
+    """
+    batch, n = x.shape
+    if n & (n - 1) or n == 0:
+        raise GrassError(f"walsh_hadamard needs a power-of-two width, got {n}")
+    h = 1
+    while h < n:
+        pairs = x.reshape(batch, n // (2 * h), 2, h)
+        a, b = pairs[:, :, 0, :], pairs[:, :, 1, :]
+        x = torch.stack((a + b, a - b), dim=2).reshape(batch, n)
+        h *= 2
+    return x
+
+
+class FJLT(Compressor):
+    """x [B, d] -> (H (D * x_padded))[:, I] / sqrt(k) [B, k], float32."""
+
+    def __init__(self, in_dim: int, out_dim: int, seed: int = 0) -> None:
+        super().__init__(in_dim, out_dim, seed)
+        self.padded_dim = 1 << max(0, math.ceil(math.log2(self.in_dim)))
+        if self.out_dim > self.padded_dim:
+            raise GrassError(
+                f"FJLT: proj_dim k={self.out_dim} exceeds the padded Hadamard size 2^q={self.padded_dim} "
+                f"(in_dim d={self.in_dim}); use k <= {self.padded_dim} or another compressor"
+            )
+        signs = torch.randint(0, 2, (self.in_dim,), generator=generator(self.seed, "signs"))
+        self.signs = signs.to(torch.float32) * 2 - 1  # [d]
+        perm = torch.randperm(self.padded_dim, generator=generator(self.seed, "coords"))
+        self.coords = perm[: self.out_dim].sort().values  # [k], sorted for memory locality
+        self.scale = 1.0 / math.sqrt(self.out_dim)
+
+    def _extra_fingerprint(self) -> dict:
+        return {"padded_dim": self.padded_dim}
+
+    def _compress(self, x: torch.Tensor) -> torch.Tensor:
+        signs, coords = self.signs.to(x.device), self.coords.to(x.device)
+        padded = torch.zeros(x.shape[0], self.padded_dim, dtype=torch.float32, device=x.device)
+        padded[:, : self.in_dim] = x.to(torch.float32) * signs
+        return walsh_hadamard(padded)[:, coords] * self.scale

@@ -1,0 +1,77 @@
+"""Sparse Johnson-Lindenstrauss transform (SPEC 3), pure torch.
+
+For each input coordinate j there are c buckets h_r(j), uniform in [0, k) with replacement, and signs
+s_r(j) in {+1, -1}: y[h_r(j)] += s_r(j) x[j] / sqrt(c). Zero entries of x contribute nothing, so a
+sparse path that visits only the nonzeros (ReLU-sparse gradients) gives the same answer cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grass.compress.base import Compressor
+from grass.errors import GrassError
+from grass.seeding import generator
+
+MAX_C = 16
+SPARSE_BELOW = 0.3  # nonzero fraction under which the sparse path is faster than the dense one
+
+
+class SJLT(Compressor):
+    """x [B, d] (fp32 / fp16 / bf16) -> y [B, k] float32, c nonzeros per input coordinate."""
+
+    def __init__(self, in_dim: int, out_dim: int, seed: int = 0, c: int = 1) -> None:
+        super().__init__(in_dim, out_dim, seed)
+        if isinstance(c, bool) or not hasattr(c, "__index__") or not 1 <= int(c) <= MAX_C:
+            raise GrassError(f"SJLT: c (nonzeros per input coordinate) must be an integer in 1..{MAX_C}, got {c!r}")
+        self.c = c = int(c)
+        shape = (c, self.in_dim)
+        self.buckets = torch.randint(0, self.out_dim, shape, generator=generator(self.seed, "buckets"))  # [c, d]
+        signs = torch.randint(0, 2, shape, generator=generator(self.seed, "signs")).to(torch.float32) * 2 - 1
+        self.signs = signs / math.sqrt(c)  # [c, d], the 1/sqrt(c) scale folded in
+        self._on: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def _extra_fingerprint(self) -> dict:
+        return {"c": self.c}
+
+    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(buckets [c, d] int64, scaled signs [c, d] float32) on `device`, cached for the last device."""
+        if self._on is None or self._on[0] != device:
+            self._on = (device, self.buckets.to(device), self.signs.to(device))
+        return self._on[1], self._on[2]
+
+    def matrix(self) -> torch.Tensor:
+        """The explicit map M [d, k] float32 with C(x) = x @ M (repeated buckets add up)."""
+        m = torch.zeros(self.in_dim, self.out_dim, dtype=torch.float32)
+        rows = torch.arange(self.in_dim)
+        for r in range(self.c):
+            m.index_put_((rows, self.buckets[r]), self.signs[r], accumulate=True)
+        return m
+
+    def dense_path(self, x: torch.Tensor) -> torch.Tensor:
+        """Scatter every column of x [B, d]: c passes of index_add_ along dim 1 -> [B, k]."""
+        buckets, signs = self._tables(x.device)
+        x = x.to(torch.float32)
+        out = torch.zeros(x.shape[0], self.out_dim, dtype=torch.float32, device=x.device)
+        for r in range(self.c):
+            out.index_add_(1, buckets[r], x * signs[r])
+        return out
+
+    def sparse_path(self, x: torch.Tensor) -> torch.Tensor:
+        """Scatter only the nonzeros of x [B, d] into a flat [B * k] output (index b * k + h) -> [B, k]."""
+        buckets, signs = self._tables(x.device)
+        rows, cols = x.nonzero(as_tuple=True)  # row-major, so each bucket sums its terms in j order
+        values = x[rows, cols].to(torch.float32)
+        out = torch.zeros(x.shape[0] * self.out_dim, dtype=torch.float32, device=x.device)
+        base = rows * self.out_dim
+        for r in range(self.c):
+            out.index_add_(0, base + buckets[r, cols], values * signs[r, cols])
+        return out.view(x.shape[0], self.out_dim)
+
+    def _compress(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            return torch.zeros(x.shape[0], self.out_dim, dtype=torch.float32, device=x.device)
+        density = torch.count_nonzero(x).item() / x.numel()
+        return self.sparse_path(x) if density < SPARSE_BELOW else self.dense_path(x)
