@@ -9,7 +9,9 @@ from grass.errors import GrassError
 def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log p_y - log(1 - p_y) per row, computed stably as z_y - logsumexp_{j != y} z_j.  [B, C], [B] -> [B]"""
     true = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    others = logits.masked_fill(F.one_hot(labels, logits.shape[-1]).bool(), float("-inf"))
+    # a comparison mask, not F.one_hot: one_hot checks its range with .item(), which vmap cannot batch
+    is_true = labels.unsqueeze(-1) == torch.arange(logits.shape[-1], device=logits.device)
+    others = logits.masked_fill(is_true, float("-inf"))
     return true - torch.logsumexp(others, dim=-1)
 
 

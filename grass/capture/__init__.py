@@ -1,0 +1,1 @@
+"""Per-example gradient capture: whole-model flat gradients (flat) and hooked linear layers (linear)."""
