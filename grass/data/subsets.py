@@ -1,0 +1,44 @@
+"""Seeded subsets of the train set (LDS) and the damping-validation split of the queries.
+
+Both are written to disk the first time and read back afterwards, never re-drawn (SPEC 6).
+"""
+
+from pathlib import Path
+
+import torch
+
+from grass.errors import GrassError
+from grass.io import atomic_save, load_checked
+from grass.seeding import generator
+
+
+def subset_mask(n_train: int, fraction: float, seed: int, index: int) -> torch.Tensor:
+    """Bool [n_train]: a seeded draw of round(fraction * n_train) examples for subset `index`."""
+    if not 0.0 < fraction < 1.0:
+        raise GrassError(f"lds.subset_fraction must lie in (0, 1), got {fraction}")
+    size = max(1, round(fraction * n_train))
+    chosen = torch.randperm(n_train, generator=generator(seed, "subset", index))[:size]
+    mask = torch.zeros(n_train, dtype=torch.bool)
+    mask[chosen] = True
+    return mask
+
+
+def load_or_draw_subsets(path: Path, n_train: int, fraction: float, seed: int, count: int) -> torch.Tensor:
+    """Bool [count, n_train]; rows already on disk are read back, missing rows drawn and saved."""
+    stored = load_checked(path)["masks"] if path.exists() else torch.zeros(0, n_train, dtype=torch.bool)
+    if stored.shape[1] != n_train:
+        raise GrassError(f"{path} holds subsets of {stored.shape[1]} examples, expected {n_train}; delete it")
+    if len(stored) < count:
+        extra = [subset_mask(n_train, fraction, seed, s) for s in range(len(stored), count)]
+        stored = torch.cat([stored, torch.stack(extra)])
+        atomic_save({"masks": stored}, path)
+    return stored[:count]
+
+
+def validation_split(n_query: int, fraction: float, seed: int):
+    """(val_idx, eval_idx) LongTensors: a seeded fraction of queries chooses the damping, the rest is reported."""
+    if not 0.0 < fraction < 1.0:
+        raise GrassError(f"lds.val_fraction must lie in (0, 1), got {fraction}")
+    n_val = max(2, round(fraction * n_query))
+    order = torch.randperm(n_query, generator=generator(seed, "query_validation_split"))
+    return order[:n_val].sort().values, order[n_val:].sort().values

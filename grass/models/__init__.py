@@ -1,0 +1,1 @@
+"""Model builders and the LightningModule that (re)trains them."""

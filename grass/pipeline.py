@@ -1,0 +1,100 @@
+"""run(cfg): orders the stages of one run, writes metrics.json, owns no math."""
+
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from grass.errors import GrassError
+from grass.instantiate import instantiate_node
+from grass.io import atomic_save, atomic_write_json, load_checked
+from grass.stages.attribute import run_attribute
+from grass.stages.context import RunContext
+from grass.stages.evaluate import run_lds
+from grass.stages.finetune import run_finetune
+from grass.stages.groundtruth import run_groundtruth
+from grass.track import Tracker
+
+log = logging.getLogger(__name__)
+STAGES = ("finetune", "groundtruth", "attribute", "lds")
+
+
+def run_name(cfg: DictConfig) -> str:
+    return f"{cfg.compressor.name}-k{cfg.proj_dim}-s{cfg.seed}"
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """Hydra's output dir when launched through Hydra; the same layout otherwise (compose API, notebooks)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.root) / cfg.experiment_name / f"{cfg.dataset.name}-{cfg.model.name}" / run_name(cfg)
+
+
+def stages_to_run(stage: str) -> list[str]:
+    if stage == "all":
+        return list(STAGES)
+    if stage not in STAGES:
+        raise GrassError(f"stage={stage!r} is not a stage; choose all or one of {list(STAGES)}")
+    return [stage]
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the configured stages; returns the metrics also written to <run dir>/metrics.json."""
+    stages = stages_to_run(cfg.stage)
+    if cfg.proj_dim <= 0:
+        raise GrassError(f"proj_dim must be positive, got {cfg.proj_dim}")
+    if cfg.hardware.num_threads:
+        torch.set_num_threads(cfg.hardware.num_threads)
+    out = run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    data = instantiate_node(cfg.dataset, "dataset")
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    tracker = Tracker(cfg.logger, out, f"{cfg.experiment_name}/{run_name(cfg)}", plain_cfg)
+    ctx = RunContext(cfg=cfg, run_dir=out, data=data, tracker=tracker)
+    ctx.metrics.update(_describe(cfg, data))
+    try:
+        _run_stages(ctx, stages)
+        tracker.summary(ctx.metrics)
+    finally:
+        tracker.finish()
+        atomic_write_json(ctx.metrics, out / "metrics.json")
+    return ctx.metrics
+
+
+def _run_stages(ctx: RunContext, stages: list[str]) -> None:
+    cfg = ctx.cfg
+    if "finetune" in stages:
+        run_finetune(ctx)
+    truth = run_groundtruth(ctx) if {"groundtruth", "attribute", "lds"} & set(stages) else None
+    scores_path = ctx.run_dir / "scores.pt"
+    if "attribute" in stages:
+        scores = run_attribute(ctx, truth)
+        if cfg.save_scores or "lds" not in stages:
+            atomic_save({"scores": scores}, scores_path)
+    if "lds" in stages:
+        if "attribute" not in stages:
+            scores = load_checked(scores_path, hint="run stage=attribute for this run first")["scores"]
+        run_lds(ctx, scores, truth)
+        m = ctx.metrics
+        print(f"LDS {m['lds/mean']:.4f} [{m['lds/ci_low']:.4f}, {m['lds/ci_high']:.4f}]  "
+              f"{cfg.compressor.name} k={cfg.proj_dim}  compress {m.get('time/compress_s', 0.0):.2f}s  -> {ctx.run_dir}")
+
+
+def _describe(cfg: DictConfig, data) -> dict:
+    return {
+        "run/experiment": cfg.experiment_name, "run/dataset": cfg.dataset.name, "run/model": cfg.model.name,
+        "run/compressor": cfg.compressor.name, "run/proj_dim": cfg.proj_dim, "run/tda": cfg.tda.name,
+        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/n_train": data.n_train, "run/n_query": data.n_query,
+        "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run/machine": _machine(cfg),
+    }
+
+
+def _machine(cfg: DictConfig) -> str:
+    if cfg.hardware.device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

@@ -1,0 +1,111 @@
+"""Collect run metrics under outputs/<experiment>/ into a method x k table (markdown + CSV) and a plot."""
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from grass.errors import GrassError
+from grass.report.reference import PAPER_NOTES, paper_number
+
+log = logging.getLogger(__name__)
+
+
+def collect(experiment_dir: Path) -> list[dict]:
+    """The newest finished run per (dataset, model, tda, compressor, k, seed) under experiment_dir."""
+    if not experiment_dir.is_dir():
+        raise GrassError(f"no runs under {experiment_dir}; run `python run.py experiment=...` first")
+    newest: dict[tuple, dict] = {}
+    for path in sorted(experiment_dir.rglob("metrics.json")):
+        m = json.loads(path.read_text())
+        if "lds/mean" not in m:
+            continue
+        key = tuple(m.get(f"run/{k}") for k in ("dataset", "model", "tda", "compressor", "proj_dim", "seed"))
+        if key not in newest or m.get("run/started", "") >= newest[key].get("run/started", ""):
+            newest[key] = m
+    return sorted(newest.values(), key=lambda m: (m["run/compressor"], m["run/proj_dim"], m["run/seed"]))
+
+
+def rows_for_table(runs: list[dict], experiment: str) -> list[dict]:
+    rows = []
+    for m in runs:
+        paper = paper_number(experiment, m["run/compressor"], m["run/proj_dim"])
+        rows.append({
+            "method": m["run/compressor"], "k": m["run/proj_dim"], "tda": m["run/tda"], "seed": m["run/seed"],
+            "lds": m["lds/mean"], "ci_low": m["lds/ci_low"], "ci_high": m["lds/ci_high"],
+            "compress_s": m.get("time/compress_s", float("nan")), "damping": m.get("damping/chosen"),
+            "paper_lds": paper[0] if paper else None, "paper_s": paper[1] if paper else None,
+            "machine": m.get("run/machine", ""),
+        })
+    return rows
+
+
+def markdown(rows: list[dict], experiment: str) -> str:
+    ks = sorted({r["k"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    cell = {(r["method"], r["k"]): r for r in rows}
+    head = "| method | " + " | ".join(f"k={k} ours: LDS [95% CI] / s | k={k} paper" for k in ks) + " |"
+    lines = [f"## {experiment}: LDS and compression time (ours vs the paper)", "", head,
+             "|---|" + "---|---|" * len(ks)]
+    for method in methods:
+        cells = []
+        for k in ks:
+            r = cell.get((method, k))
+            ours = f"{r['lds']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] / {r['compress_s']:.2f}" if r else "-"
+            paper = f"{r['paper_lds']:.3f} / {r['paper_s']:.2f}" if r and r["paper_lds"] is not None else "-"
+            cells += [ours, paper]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    machines = sorted({r["machine"] for r in rows if r["machine"]})
+    lines += ["", f"Our times: seconds in the compressor over the train set, all checkpoints, on {', '.join(machines)}.",
+              "Paper times: the authors' GPU; compare ratios between methods, not absolute seconds."]
+    lines += [f"- {m}: {note}" for m, note in PAPER_NOTES.items() if m in methods]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(rows: list[dict], path: Path, experiment: str) -> None:
+    """LDS against compression time, one line per method across k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for method in sorted({r["method"] for r in rows}):
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["k"])
+        xs, ys = [r["compress_s"] for r in pts], [r["lds"] for r in pts]
+        err = [[r["lds"] - r["ci_low"] for r in pts], [r["ci_high"] - r["lds"] for r in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+        for r in pts:
+            ax.annotate(f"k={r['k']}", (r["compress_s"], r["lds"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression time over the train set (s, log scale)")
+    ax.set_ylabel("LDS (95% bootstrap CI)")
+    ax.set_title(f"{experiment}: attribution quality vs compression cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_report(root: Path, experiment: str) -> str:
+    """Writes table.md, table.csv and lds_vs_time.png under <root>/<experiment>/report/; returns the markdown."""
+    runs = collect(root / experiment)
+    if not runs:
+        raise GrassError(f"no finished runs (metrics.json with lds/mean) under {root / experiment}")
+    rows = rows_for_table(runs, experiment)
+    out = root / experiment / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, experiment)
+    (out / "table.md").write_text(text)
+    write_csv(rows, out / "table.csv")
+    plot(rows, out / "lds_vs_time.png", experiment)
+    log.info("report written to %s", out)
+    return text

@@ -1,0 +1,1 @@
+"""Pipeline stages: finetune -> groundtruth -> attribute -> lds. Each reads and writes artifacts."""

@@ -1,0 +1,54 @@
+"""What every stage of one run shares: config, folders, data, tracker, and the metrics gathered so far."""
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from grass.data.classification import ClassificationData
+from grass.fingerprint import fingerprint
+from grass.track import Tracker
+
+
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    run_dir: Path
+    data: ClassificationData
+    tracker: Tracker
+    metrics: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)  # in-memory hand-offs between stages (scores, ...)
+
+    @property
+    def artifacts(self) -> Path:
+        return Path(self.cfg.paths.artifacts)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.cfg.hardware.device)
+
+    def models_dir(self) -> Path:
+        """Subset models and checkpoints: depend on data, model and training, not on M or the compressor."""
+        cfg = self.cfg
+        finetune = {k: v for k, v in cfg.finetune.items() if k != "progress_bar"}
+        key = fingerprint({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
+                           "subset_fraction": cfg.lds.subset_fraction, "seed": cfg.seed})
+        return self.artifacts / "models" / f"{cfg.dataset.name}-{cfg.model.name}-{key}"
+
+    def groundtruth_dir(self) -> Path:
+        return self.artifacts / "groundtruth" / self.models_dir().name
+
+    @contextmanager
+    def timed(self, key: str):
+        """Adds the wall time of the block to metrics[key] (seconds), synchronising CUDA first."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            sync()
+            self.metrics[key] = self.metrics.get(key, 0.0) + time.perf_counter() - start

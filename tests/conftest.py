@@ -1,0 +1,31 @@
+"""Test-wide settings: no network, W&B offline, and a fixture that composes the real config."""
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from grass.config import register_configs  # noqa: E402
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg(*overrides) -> the real composed config with experiment=tiny, writing under tmp_path."""
+    register_configs()
+
+    def _compose(*overrides: str, experiment: str = "tiny"):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name="config",
+                           overrides=[f"experiment={experiment}", f"paths.root={tmp_path}/outputs", *overrides])
+
+    return _compose

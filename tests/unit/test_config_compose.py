@@ -1,0 +1,99 @@
+"""Every option of every config group composes against the schema and instantiates."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from grass.compress.base import Compressor
+from grass.compress.factory import build_compressor
+from grass.errors import GrassError
+from grass.instantiate import instantiate_node
+from grass.models.build import build_classifier
+from grass.track import Tracker
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_groups_are_not_empty():
+    for group in ("model", "dataset", "compressor", "tda", "hardware", "logger", "experiment"):
+        assert options(group), group
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiments_compose(compose_cfg, experiment):
+    cfg = compose_cfg(experiment=experiment)
+    assert cfg.experiment_name
+    assert cfg.proj_dim > 0
+
+
+@pytest.mark.parametrize("name", options("compressor"))
+def test_compressors_build(compose_cfg, name):
+    cfg = compose_cfg(f"compressor={name}")
+    c = build_compressor(cfg.compressor, in_dim=500, out_dim=32, seed=3)
+    assert isinstance(c, Compressor)
+    assert c(torch.randn(4, 500)).shape[0] == 4
+
+
+@pytest.mark.parametrize("name", options("tda"))
+def test_attributors_instantiate(compose_cfg, name):
+    cfg = compose_cfg(f"tda={name}")
+    attributor = instantiate_node(cfg.tda.attributor, "tda.attributor")
+    assert attributor.damping_kind == cfg.tda.damping
+
+
+@pytest.mark.parametrize("name", options("dataset"))
+def test_datasets_load_or_say_why(compose_cfg, name):
+    cfg = compose_cfg(f"dataset={name}")
+    if cfg.dataset.get("source") == "idx" and not Path(cfg.dataset.path).exists():
+        with pytest.raises(GrassError, match="does not exist"):
+            instantiate_node(cfg.dataset, "dataset")
+        pytest.skip(f"{cfg.dataset.path} not installed here (apt-get install dataset-fashion-mnist)")
+    data = instantiate_node(cfg.dataset, "dataset")
+    assert data.n_train == cfg.dataset.n_train and data.n_query == cfg.dataset.n_query
+    assert len(set(data.y_train.tolist())) == data.num_classes
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_models_build(compose_cfg, name):
+    cfg = compose_cfg(f"model={name}")
+    data = instantiate_node(cfg.dataset, "dataset")
+    logits = build_classifier(cfg.model, data)(data.x_train[:3])
+    assert logits.shape == (3, data.num_classes)
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_loggers_start(compose_cfg, name, tmp_path):
+    cfg = compose_cfg(f"logger={name}")
+    tracker = Tracker(cfg.logger, tmp_path / name, "test", {"a": 1})
+    tracker.log({"x/y": 1.0}, step=0)
+    tracker.summary({"x/z": 2.0})
+    tracker.finish()
+
+
+@pytest.mark.parametrize("name", options("hardware"))
+def test_hardware_composes(compose_cfg, name):
+    cfg = compose_cfg(f"hardware={name}")
+    assert cfg.hardware.grad_batch_size > 0
+
+
+def test_wrong_type_fails_at_compose(compose_cfg):
+    with pytest.raises((ValidationError, ConfigCompositionException)):
+        compose_cfg("proj_dim=many")
+
+
+def test_unknown_key_fails_at_compose(compose_cfg):
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg("proj_dmi=4096")
+
+
+def test_unknown_compressor_lists_options(compose_cfg):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_cfg("compressor=nonsense")
+    assert "sjlt" in str(info.value.__cause__ or info.value) or "Available options" in str(info.value)
