@@ -17,22 +17,34 @@ from grass.errors import GrassError
 from grass.seeding import generator
 
 
-def walsh_hadamard(x: torch.Tensor) -> torch.Tensor:
+def sylvester(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The unnormalised Sylvester Hadamard matrix H_n [n, n] (n a power of two), built by doubling."""
+    h = torch.ones(1, 1, dtype=dtype, device=device)
+    while h.shape[0] < n:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    return h
+
+
+def walsh_hadamard(x: torch.Tensor, max_factor: int = 64) -> torch.Tensor:
     """Unnormalised fast Walsh-Hadamard transform of each row: x [B, n] -> x @ H_n [B, n].
 
-    n must be a power of two; H_n is the Sylvester matrix H_2n = [[H_n, H_n], [H_n, -H_n]] (symmetric).
-    Each pass pairs entries h apart inside blocks of 2h: (a, b) -> (a + b, a - b).
+    n must be a power of two. Sylvester's H_n is a Kronecker product of smaller Sylvester matrices,
+    H_n = H_n1 (x) H_n2 (x) ..., so viewing each row as an [n1, n2, ...] tensor and multiplying every axis
+    by its small symmetric H_ni gives x @ H_n in O(n * sum n_i) work as a few dense matmuls, which runs
+    far faster than log2(n) elementwise butterfly passes on CPU and GPU alike.
     """
     batch, n = x.shape
     if n & (n - 1) or n == 0:
         raise GrassError(f"walsh_hadamard needs a power-of-two width, got {n}")
-    h = 1
-    while h < n:
-        pairs = x.reshape(batch, n // (2 * h), 2, h)
-        a, b = pairs[:, :, 0, :], pairs[:, :, 1, :]
-        x = torch.stack((a + b, a - b), dim=2).reshape(batch, n)
-        h *= 2
-    return x
+    factors, rest = [], n
+    while rest > 1:
+        factors.append(min(rest, max_factor))
+        rest //= factors[-1]
+    y = x.reshape(batch, *factors) if factors else x
+    for axis, size in enumerate(factors, start=1):
+        h = sylvester(size, dtype=x.dtype, device=x.device)
+        y = torch.movedim(torch.movedim(y, axis, -1) @ h, -1, axis)
+    return y.reshape(batch, n)
 
 
 class FJLT(Compressor):
