@@ -1,0 +1,1 @@
+"""Attributors: compressed features -> train x query influence scores, with damping selection."""

@@ -1,0 +1,1 @@
+"""Linear datamodeling score (LDS): Spearman of subset-summed scores against retrained ground truth."""
