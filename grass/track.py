@@ -19,6 +19,7 @@ class Tracker:
             raise GrassError(f"logger.backend={logger_cfg.backend!r}; choose one of {list(BACKENDS)}")
         self.backend = logger_cfg.backend
         self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._wandb_run = None
         if self.backend == "wandb":
             self._wandb_run = _start_wandb(logger_cfg, self.run_dir, run_name, config)
@@ -56,7 +57,6 @@ def _start_wandb(logger_cfg, run_dir: Path, run_name: str, config: dict):
     import wandb
 
     mode = os.environ.get("WANDB_MODE", logger_cfg.mode)
-    run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=logger_cfg.project, entity=logger_cfg.entity, name=run_name, mode=mode,
         dir=str(run_dir), config=config, tags=list(logger_cfg.tags), reinit="finish_previous",
