@@ -2,9 +2,6 @@
 PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
-export HF_HUB_OFFLINE ?= 1
-export HF_DATASETS_OFFLINE ?= 1
-export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: help setup run test test-all lint grid-mnist table-mnist clean
 
