@@ -1,5 +1,7 @@
 """Crash-safe file writes: a killed run leaves either the old file or the new one, never half of one."""
 
+import errno
+import glob
 import json
 import os
 import tempfile
@@ -10,7 +12,16 @@ import torch
 from grass.errors import GrassError
 
 
-def _atomic_write(path: Path, write) -> None:
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(f) on a temp file beside `path`, fsync it, rename it over `path`, fsync the folder.
+
+    On any error (a kill between steps included) no partial `path` exists: the temp file is deleted, or,
+    after SIGKILL, left as a hidden `.<name>.*.tmp` that stale_temps(path) finds. A full disk (ENOSPC /
+    EDQUOT) becomes one GrassError naming the file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -20,19 +31,45 @@ def _atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise GrassError(f"disk full while writing {path}: nothing of it was kept; free space (or point the "
+                             f"output folder elsewhere) and rerun, finished files are reused") from e
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable across a power loss, not only across a killed process.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # folder fsync unsupported there
+            raise
+    finally:
+        os.close(fd)
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temp files that an interrupted atomic_write(path, ...) left behind (safe to delete once no writer runs)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_save(obj, path: Path) -> None:
     """torch.save through a temp file in the same folder and an atomic rename."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_json(obj, path: Path) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
 
 
 def load_checked(path: Path, hint: str = ""):
