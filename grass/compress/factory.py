@@ -22,6 +22,10 @@ def compressor_name(node) -> str:
 def build_compressor(node, in_dim: int, out_dim: int, seed: int) -> Compressor:
     """Instantiate node (a Hydra partial without in_dim/out_dim/seed) as a Compressor [B, in_dim] -> [B, k]."""
     label = f"compressor '{compressor_name(node)}'"
+    if plain_node(node).get("kind") == "factorized":
+        raise GrassError(f"{label} is factorized: it compresses linear layers from their input and output-gradient "
+                         "factors (capture `linear`), not whole-model flat gradients; choose a flat compressor "
+                         "(identity, gaussian, rademacher, fjlt, sjlt, random_mask, grass) for this model")
     # a partial: the dimensions are only known now
     factory = instantiate_node({**plain_node(node), "_partial_": True}, label)
     try:

@@ -8,6 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from grass.compress.base import Compressor
+from grass.compress.factorized import build_factorized, is_factorized
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
@@ -34,8 +35,16 @@ def test_experiments_compose(compose_cfg, experiment):
 
 
 @pytest.mark.parametrize("name", options("compressor"))
-def test_compressors_build(compose_cfg, name):
+def test_compressors_build(compose_cfg, name, tmp_path):
     cfg = compose_cfg(f"compressor={name}")
+    if is_factorized(cfg.compressor):
+        fc = build_factorized(cfg.compressor, in_dim=301, out_dim=64, proj_dim=64, seed=1, layer_name="layer")
+        assert fc(torch.randn(2, 3, 301), torch.randn(2, 3, 64)).shape == (2, 64)
+        with pytest.raises(GrassError, match="factorized"):
+            build_compressor(cfg.compressor, in_dim=500, out_dim=32, seed=3)
+        return
+    if "selective" in cfg.compressor.get("_target_", "").lower():
+        pytest.skip("selective masks are built from a learned artifact (tests/unit/selective)")
     c = build_compressor(cfg.compressor, in_dim=500, out_dim=32, seed=3)
     assert isinstance(c, Compressor)
     assert c(torch.randn(4, 500)).shape[0] == 4
