@@ -1,0 +1,143 @@
+"""Selective masks on disk (SPEC 4): `<mask_dir>/<k>/<layer>.pt`, or `<layer>.<side>.pt` for a factorized side.
+
+mask_dir is `<artifacts>/selective_mask/<setting>`; k is the number of indices in the file (for GraSS with
+a selective mask that is the mask size k' = blowup * proj_dim, not proj_dim); layer is "flat" for
+whole-model gradients. Each file holds the sorted indices, the width they index, and a fingerprint dict
+of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
+fingerprint it expects and is refused on any difference, never handed another run's mask.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from grass.errors import GrassError
+from grass.fingerprint import to_plain
+from grass.io import atomic_save, load_checked
+from grass.selective.learn import MaskResult
+
+FLAT = "flat"
+SIDES = ("in", "out")  # factorized sides, in the order learn_mask takes them: (inputs, output gradients)
+FORMAT = 1
+HINT = "run stage=selective_mask with the same config first to learn it"
+
+
+def mask_dir(artifacts, setting: str) -> Path:
+    """<artifacts>/selective_mask/<setting>."""
+    return Path(artifacts) / "selective_mask" / str(setting)
+
+
+def mask_path(directory, k: int, layer: str = FLAT, side: str | None = None) -> Path:
+    """<directory>/<k>/<layer>.pt, or <directory>/<k>/<layer>.<side>.pt with side in SIDES."""
+    if not layer or "/" in layer or "\\" in layer or layer.startswith("."):
+        raise GrassError(f"selective mask: layer name {layer!r} cannot be a file name")
+    if side is not None and side not in SIDES:
+        raise GrassError(f"selective mask: side must be one of {list(SIDES)} or None, got {side!r}")
+    name = layer if side is None else f"{layer}.{side}"
+    return Path(directory) / str(int(k)) / f"{name}.pt"
+
+
+def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int) -> dict:
+    """What a mask depends on: the trained models (their artifact key), which checkpoint's gradients,
+    the differentiated output function, the learning hyperparameters, and the global seed."""
+    return _normalise({"models": models_key, "checkpoint": int(checkpoint), "target": target,
+                       "learn": to_plain(learn), "seed": int(seed), "format": FORMAT})
+
+
+def _normalise(fp) -> dict:
+    """A plain JSON-equivalent copy (tuples -> lists, config nodes -> dicts) so saved and expected compare."""
+    fp = to_plain(fp)
+    if not isinstance(fp, Mapping):
+        raise GrassError(f"selective mask fingerprint must be a mapping, got {type(fp).__name__}")
+    return json.loads(json.dumps(fp, sort_keys=True, default=str))
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def fingerprint_diff(saved: Mapping, expected: Mapping) -> list[str]:
+    """One line per differing dotted key, e.g. 'learn.lr: file has 0.0001, expected 5e-05'."""
+    a, b = _flatten(_normalise(saved)), _flatten(_normalise(expected))
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            lines.append(f"{key}: missing in the file, expected {b[key]!r}")
+        elif key not in b:
+            lines.append(f"{key}: file has {a[key]!r}, not expected")
+        elif a[key] != b[key]:
+            lines.append(f"{key}: file has {a[key]!r}, expected {b[key]!r}")
+    return lines
+
+
+def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Mapping | None = None) -> Path:
+    """Write sorted indices [k] of a width-in_dim mask with its fingerprint; info: curve etc. (plain data)."""
+    indices = torch.as_tensor(indices).to(torch.int64).sort().values.cpu()
+    _check_indices(indices, int(in_dim), indices.numel(), path)
+    payload = {"format": FORMAT, "indices": indices, "in_dim": int(in_dim), "k": indices.numel(),
+               "fingerprint": _normalise(fingerprint), "info": _normalise(info or {})}
+    atomic_save(payload, Path(path))
+    return Path(path)
+
+
+def save_result(directory, layer: str, result: MaskResult, in_dims, fingerprint: Mapping) -> list[Path]:
+    """Save a learn_mask result: one file for flat gradients, one per side for paired (in, out) sides.
+
+    in_dims: the width of each side (int for flat, (d_in, d_out) for paired).
+    """
+    paired = isinstance(result.indices, tuple)
+    indices = list(result.indices) if paired else [result.indices]
+    dims = [int(in_dims)] if isinstance(in_dims, int) else [int(d) for d in in_dims]
+    if len(dims) != len(indices) or (paired and len(indices) != len(SIDES)):
+        raise GrassError(f"selective mask: {len(indices)} index sets but in_dims {in_dims!r}")
+    info = {"curve": [list(p) for p in result.curve], "curve_fields": ["epoch", "spearman", "loss", "spearman_topk"],
+            "stopped_early": result.stopped_early, "epochs_run": result.epochs_run}
+    paths = []
+    for s, (idx, dim) in enumerate(zip(indices, dims)):
+        side = SIDES[s] if paired else None
+        paths.append(save_mask(mask_path(directory, idx.numel(), layer, side), idx, dim, fingerprint, info))
+    return paths
+
+
+def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -> Tensor:
+    """The sorted LongTensor [k] saved at path, after checking fingerprint, width and size."""
+    path = Path(path)
+    if not path.exists():
+        raise GrassError(f"no selective mask at {path}; {HINT}")
+    if expected_fingerprint is None:
+        raise GrassError(f"selective mask {path}: no expected fingerprint given; the caller must pass the "
+                         "grass.selective.artifact.mask_fingerprint(...) of the run that uses it")
+    data = load_checked(path, hint=HINT)
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "indices" not in data:
+        raise GrassError(f"{path} is not a selective mask file of format {FORMAT}; {HINT}")
+    diff = fingerprint_diff(data["fingerprint"], expected_fingerprint)
+    if diff:
+        raise GrassError(f"selective mask {path} was learned for another setting; differing keys: "
+                         + "; ".join(diff) + f". Delete it or {HINT}")
+    if int(data["in_dim"]) != int(in_dim):
+        raise GrassError(f"selective mask {path} indexes {data['in_dim']} coordinates, the gradients have {in_dim}")
+    indices = data["indices"]
+    if indices.numel() != int(k):
+        raise GrassError(f"selective mask {path} holds {indices.numel()} indices, {k} were asked for")
+    _check_indices(indices, int(in_dim), int(k), path)
+    return indices.to(torch.int64)
+
+
+def _check_indices(indices: Tensor, in_dim: int, k: int, path) -> None:
+    ok = (indices.ndim == 1 and not indices.dtype.is_floating_point and indices.numel() == k
+          and (k == 0 or (int(indices[0]) >= 0 and int(indices[-1]) < in_dim))
+          and bool((indices[1:] > indices[:-1]).all()))
+    if not ok:
+        raise GrassError(f"selective mask {path}: indices must be {k} sorted distinct integers in [0, {in_dim})")
