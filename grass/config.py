@@ -41,6 +41,23 @@ class LDSConfig:
 
 
 @dataclass
+class SelectiveMaskConfig:
+    """Stage `selective_mask` (SPEC 4): learn a mask from one checkpoint's per-example train gradients."""
+
+    checkpoint: int = 0
+    n_rows: int = 1000  # seeded subset of train examples whose gradients the mask learns from
+    lr: float = 5e-5
+    reg: float = 1e-6
+    epochs: int = 5000
+    log_every: int = 500
+    early_stop: float = 0.9
+    temperature: float = 0.01  # at T=1 the near-uniform start has zero correlation gradient (see learn.py)
+    query_fraction: float = 0.2
+    batch_size: Optional[int] = None
+    stop_on: str = "soft"  # soft | topk: which fidelity the early stop watches
+
+
+@dataclass
 class TDAConfig:
     name: str = MISSING
     target: str = "margin"  # output function differentiated: margin | loss
@@ -81,11 +98,12 @@ class GrassConfig:
     logger: LoggerConfig = MISSING
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     lds: LDSConfig = field(default_factory=LDSConfig)
+    selective_mask: SelectiveMaskConfig = field(default_factory=SelectiveMaskConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     experiment_name: str = "default"
     seed: int = 0
     proj_dim: int = 4096  # flat methods: whole-model k
-    stage: str = "all"  # all | finetune | groundtruth | attribute | lds
+    stage: str = "all"  # all | finetune | selective_mask | groundtruth | attribute | lds
     damping_grid: List[float] = field(
         default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
     )

@@ -16,10 +16,11 @@ from grass.stages.context import RunContext
 from grass.stages.evaluate import run_lds
 from grass.stages.finetune import run_finetune
 from grass.stages.groundtruth import run_groundtruth
+from grass.stages.selective import run_selective_mask, uses_learned_mask
 from grass.track import Tracker
 
 log = logging.getLogger(__name__)
-STAGES = ("finetune", "groundtruth", "attribute", "lds")
+STAGES = ("finetune", "selective_mask", "groundtruth", "attribute", "lds")
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -70,6 +71,8 @@ def _run_stages(ctx: RunContext, stages: list[str]) -> None:
     cfg = ctx.cfg
     if "finetune" in stages:
         run_finetune(ctx)
+    if "selective_mask" in stages and (cfg.stage != "all" or uses_learned_mask(cfg)):
+        run_selective_mask(ctx)
     truth = run_groundtruth(ctx) if {"groundtruth", "attribute", "lds"} & set(stages) else None
     scores_path = ctx.run_dir / "scores.pt"
     if "attribute" in stages:

@@ -19,6 +19,7 @@ from grass.models.build import load_classifier
 from grass.seeding import derive_seed
 from grass.stages.context import RunContext
 from grass.stages.finetune import checkpoint_path, subset_masks
+from grass.stages.selective import compressor_node
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def run_attribute(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
         model = load_classifier(cfg.model, data, checkpoint_path(ctx.models_dir(), c)).to(ctx.device)
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
-        compressor = build_compressor(cfg.compressor, in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
+        compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
         train = _features(ctx, model, compressor, data.x_train, data.y_train, "train")
         query = _features(ctx, model, compressor, data.x_query, data.y_query, "query")
         weight = 1.0 - true_class_probs(model, data.x_train, data.y_train)

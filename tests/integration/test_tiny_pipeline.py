@@ -83,3 +83,22 @@ def test_bad_input_gets_one_clear_message(tmp_path, override, message):
     assert res.returncode != 0
     assert message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("compressor", ["selective_mask", "grass_sm"])
+def test_selective_mask_chain(compose_cfg, compressor):
+    """stage=all learns the mask once, the attribute stage loads it, a second run reuses it."""
+    cfg = compose_cfg(f"compressor={compressor}", "proj_dim=64")
+    first = run(cfg)
+    assert math.isfinite(first["lds/mean"]) and first["selective/epochs_run"] > 0
+    assert list(Path(cfg.paths.root).rglob("selective_mask/*/*/flat.pt"))
+    second = run(cfg)
+    assert "selective/epochs_run" not in second and second["lds/mean"] == first["lds/mean"]
+
+
+def test_selective_compressor_without_mask_names_the_stage(compose_cfg):
+    from grass.errors import GrassError
+
+    run(compose_cfg("stage=finetune"))
+    with pytest.raises(GrassError, match="stage=selective_mask"):
+        run(compose_cfg("compressor=selective_mask", "stage=attribute"))
