@@ -21,7 +21,8 @@ class GraSS(Compressor):
     The mask is built by `_make_mask`, so a selective-mask variant only overrides that method.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, seed: int = 0, blowup: int = 4, c: int = 1) -> None:
+    def __init__(self, in_dim: int, out_dim: int, seed: int = 0, blowup: int = 4, c: int = 1,
+                 backend: str = "auto") -> None:
         super().__init__(in_dim, out_dim, seed)
         if isinstance(blowup, bool) or not hasattr(blowup, "__index__") or int(blowup) < 1:
             raise GrassError(f"GraSS: blowup must be an integer >= 1, got {blowup!r}")
@@ -32,8 +33,13 @@ class GraSS(Compressor):
             k_prime = self.in_dim
         self.k_prime = k_prime
         self.mask = self._make_mask(k_prime)
-        self.sjlt = SJLT(k_prime, self.out_dim, seed=derive_seed(self.seed, "sjlt"), c=c)
+        self.sjlt = SJLT(k_prime, self.out_dim, seed=derive_seed(self.seed, "sjlt"), c=c, backend=backend)
         self.c = self.sjlt.c
+
+    @property
+    def backend_used(self) -> str | None:
+        """The SJLT path ("torch" | "cpp" | "triton") of the last call; not part of the fingerprint."""
+        return self.sjlt.backend_used
 
     def _make_mask(self, k_prime: int) -> IndexMask:
         """The d -> k' sparsifying mask; seeded from derive_seed(seed, "mask")."""

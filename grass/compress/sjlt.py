@@ -3,6 +3,9 @@
 For each input coordinate j there are c buckets h_r(j), uniform in [0, k) with replacement, and signs
 s_r(j) in {+1, -1}: y[h_r(j)] += s_r(j) x[j] / sqrt(c). Zero entries of x contribute nothing, so a
 sparse path that visits only the nonzeros (ReLU-sparse gradients) gives the same answer cheaper.
+The work is done by grass.kernels (pure-torch reference, C++ CPU kernel, Triton GPU kernel); `backend`
+picks one and `backend_used` says which ran last. All give the same map, so the backend is not part of
+the fingerprint.
 """
 
 from __future__ import annotations
@@ -13,17 +16,20 @@ import torch
 
 from grass.compress.base import Compressor
 from grass.errors import GrassError
+from grass.kernels.dispatch import check_backend, sjlt_project
+from grass.kernels.sjlt_reference import sjlt_dense, sjlt_sparse
 from grass.seeding import generator
 
 MAX_C = 16
-SPARSE_BELOW = 0.3  # nonzero fraction under which the sparse path is faster than the dense one
 
 
 class SJLT(Compressor):
     """x [B, d] (fp32 / fp16 / bf16) -> y [B, k] float32, c nonzeros per input coordinate."""
 
-    def __init__(self, in_dim: int, out_dim: int, seed: int = 0, c: int = 1) -> None:
+    def __init__(self, in_dim: int, out_dim: int, seed: int = 0, c: int = 1, backend: str = "auto") -> None:
         super().__init__(in_dim, out_dim, seed)
+        self.backend = check_backend(backend)
+        self.backend_used: str | None = None  # "torch" | "cpp" | "triton" after the first call
         if isinstance(c, bool) or not hasattr(c, "__index__") or not 1 <= int(c) <= MAX_C:
             raise GrassError(f"SJLT: c (nonzeros per input coordinate) must be an integer in 1..{MAX_C}, got {c!r}")
         self.c = c = int(c)
@@ -50,28 +56,19 @@ class SJLT(Compressor):
             m.index_put_((rows, self.buckets[r]), self.signs[r], accumulate=True)
         return m
 
+    @property
+    def last_backend(self) -> str | None:
+        """Alias of backend_used: the path ("torch" | "cpp" | "triton") of the last call."""
+        return self.backend_used
+
     def dense_path(self, x: torch.Tensor) -> torch.Tensor:
-        """Scatter every column of x [B, d]: c passes of index_add_ along dim 1 -> [B, k]."""
-        buckets, signs = self._tables(x.device)
-        x = x.to(torch.float32)
-        out = torch.zeros(x.shape[0], self.out_dim, dtype=torch.float32, device=x.device)
-        for r in range(self.c):
-            out.index_add_(1, buckets[r], x * signs[r])
-        return out
+        """Pure-torch reference, every column of x [B, d] scattered with index_add_ -> [B, k]."""
+        return sjlt_dense(x, *self._tables(x.device), self.out_dim)
 
     def sparse_path(self, x: torch.Tensor) -> torch.Tensor:
-        """Scatter only the nonzeros of x [B, d] into a flat [B * k] output (index b * k + h) -> [B, k]."""
-        buckets, signs = self._tables(x.device)
-        rows, cols = x.nonzero(as_tuple=True)  # row-major, so each bucket sums its terms in j order
-        values = x[rows, cols].to(torch.float32)
-        out = torch.zeros(x.shape[0] * self.out_dim, dtype=torch.float32, device=x.device)
-        base = rows * self.out_dim
-        for r in range(self.c):
-            out.index_add_(0, base + buckets[r, cols], values * signs[r, cols])
-        return out.view(x.shape[0], self.out_dim)
+        """Pure-torch reference over the nonzeros of x [B, d] only -> [B, k]."""
+        return sjlt_sparse(x, *self._tables(x.device), self.out_dim)
 
     def _compress(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == 0:
-            return torch.zeros(x.shape[0], self.out_dim, dtype=torch.float32, device=x.device)
-        density = torch.count_nonzero(x).item() / x.numel()
-        return self.sparse_path(x) if density < SPARSE_BELOW else self.dense_path(x)
+        out, self.backend_used = sjlt_project(x, *self._tables(x.device), self.out_dim, backend=self.backend)
+        return out

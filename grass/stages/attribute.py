@@ -56,6 +56,7 @@ def run_attribute(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
         with ctx.timed("time/precondition_s"):
             attributor.add_checkpoint(train, query, train_weight=weight, num_params=p)
     ctx.metrics.update({"model/num_params": p, "compress/out_dim": compressor.out_dim,
+                        "compress/backend": getattr(compressor, "backend_used", None),
                         "compress/fingerprint": str(compressor.fingerprint()), "compress/sketch_seeds": sketch_seeds})
     ctx.metrics["time/compress_s"] = ctx.metrics.get("time/compress_train_s", 0.0)
 

@@ -1,0 +1,63 @@
+"""The C++ SJLT kernel for CPU tensors (sjlt_cpu.cpp), compiled with ninja at first use.
+
+torch.utils.cpp_extension caches the build in the default torch extensions directory
+(TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) and rebuilds when the source changes, so only the
+first run on a machine pays the compile (about 30 s on 2 cores). The op is registered as
+torch.ops.grass_sjlt.sjlt_forward.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("sjlt_cpu.cpp")
+EXTENSION_NAME = "grass_sjlt_cpu"
+
+
+def _build() -> None:
+    """Compile (or load the cached build of) sjlt_cpu.cpp and register its op; raises on any failure."""
+    from torch.utils import cpp_extension
+
+    log.info("SJLT C++ kernel: loading %s (compiled on first use, cached in the torch extensions dir)", SOURCE.name)
+    cpp_extension.load(
+        name=EXTENSION_NAME,
+        sources=[str(SOURCE)],
+        # -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined
+        extra_cflags=["-O3", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+@functools.cache
+def extension() -> tuple[Callable | None, str | None]:
+    """(op, None) once the kernel is built and loaded, else (None, reason); tried once per process.
+
+    The failure is logged here, once, because this is the only place it is discovered.
+    """
+    try:
+        _build()
+        return torch.ops.grass_sjlt.sjlt_forward, None
+    except Exception as err:  # compiler, ninja or loader failure: the optional fast path is missing
+        lines = str(err).strip().splitlines()  # a compiler failure ends with the one-line summary
+        reason = f"{type(err).__name__}: {lines[-1] if lines else ''}"
+        log.warning("SJLT C++ CPU kernel unavailable (%s); backend='auto' uses the pure-torch path on CPU "
+                    "(same results, slower), backend='cpp' fails. Install ninja and a C++ compiler to enable it.",
+                    reason)
+        return None, reason
+
+
+def sjlt_forward(x: torch.Tensor, h: torch.Tensor, s: torch.Tensor, k: int, scale: float = 1.0) -> torch.Tensor:
+    """x [B, d] contiguous (fp32/fp16/bf16/fp64), h [c, d] int64|int32, s [c, d] float32|int8 -> y [B, k] float32."""
+    op, reason = extension()
+    if op is None:
+        raise RuntimeError(f"SJLT C++ kernel unavailable: {reason}")
+    return op(x, h, s, int(k), float(scale))
