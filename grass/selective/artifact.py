@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from grass.errors import GrassError
-from grass.fingerprint import to_plain
+from grass.fingerprint import describe_diff, normalize, to_plain
 from grass.io import atomic_save, load_checked
 from grass.selective.learn import MaskResult
 
@@ -45,41 +45,8 @@ def mask_path(directory, k: int, layer: str = FLAT, side: str | None = None) -> 
 def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int) -> dict:
     """What a mask depends on: the trained models (their artifact key), which checkpoint's gradients,
     the differentiated output function, the learning hyperparameters, and the global seed."""
-    return _normalise({"models": models_key, "checkpoint": int(checkpoint), "target": target,
+    return normalize({"models": models_key, "checkpoint": int(checkpoint), "target": target,
                        "learn": to_plain(learn), "seed": int(seed), "format": FORMAT})
-
-
-def _normalise(fp) -> dict:
-    """A plain JSON-equivalent copy (tuples -> lists, config nodes -> dicts) so saved and expected compare."""
-    fp = to_plain(fp)
-    if not isinstance(fp, Mapping):
-        raise GrassError(f"selective mask fingerprint must be a mapping, got {type(fp).__name__}")
-    return json.loads(json.dumps(fp, sort_keys=True, default=str))
-
-
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def fingerprint_diff(saved: Mapping, expected: Mapping) -> list[str]:
-    """One line per differing dotted key, e.g. 'learn.lr: file has 0.0001, expected 5e-05'."""
-    a, b = _flatten(_normalise(saved)), _flatten(_normalise(expected))
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if key not in a:
-            lines.append(f"{key}: missing in the file, expected {b[key]!r}")
-        elif key not in b:
-            lines.append(f"{key}: file has {a[key]!r}, not expected")
-        elif a[key] != b[key]:
-            lines.append(f"{key}: file has {a[key]!r}, expected {b[key]!r}")
-    return lines
 
 
 def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Mapping | None = None) -> Path:
@@ -87,7 +54,7 @@ def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Ma
     indices = torch.as_tensor(indices).to(torch.int64).sort().values.cpu()
     _check_indices(indices, int(in_dim), indices.numel(), path)
     payload = {"format": FORMAT, "indices": indices, "in_dim": int(in_dim), "k": indices.numel(),
-               "fingerprint": _normalise(fingerprint), "info": _normalise(info or {})}
+               "fingerprint": normalize(fingerprint), "info": normalize(info or {})}
     atomic_save(payload, Path(path))
     return Path(path)
 
@@ -122,7 +89,7 @@ def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -
     data = load_checked(path, hint=HINT)
     if not isinstance(data, dict) or data.get("format") != FORMAT or "indices" not in data:
         raise GrassError(f"{path} is not a selective mask file of format {FORMAT}; {HINT}")
-    diff = fingerprint_diff(data["fingerprint"], expected_fingerprint)
+    diff = describe_diff(data["fingerprint"], expected_fingerprint, labels=("file", "expected"))
     if diff:
         raise GrassError(f"selective mask {path} was learned for another setting; differing keys: "
                          + "; ".join(diff) + f". Delete it or {HINT}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grass.errors import GrassError
-from grass.fingerprint import fingerprint, to_plain
+from grass.fingerprint import describe_diff, fingerprint, normalize
 
 FORMAT = 1
 STORE_FILE = "store.json"
@@ -22,43 +22,11 @@ SHARD_GLOB = "shard-w*-c*.npy"
 MANIFEST_GLOB = "shard-w*-c*.json"
 # name -> (storage dtype of the .npy file, torch dtype name it reads back as)
 DTYPES = {"float32": ("float32", "float32"), "bfloat16": ("uint16", "bfloat16")}
-_ABSENT = "<absent>"
 
 
 def shard_name(worker: int, chunk: int) -> str:
     """File stem of one shard: data in <stem>.npy, manifest in <stem>.json."""
     return f"shard-w{worker:03d}-c{chunk:06d}"
-
-
-def normalize(parts: dict) -> dict:
-    """The JSON round trip of a fingerprint dict (DictConfig resolved, tuples as lists), as store.json holds it."""
-    plain = {str(k): to_plain(v) for k, v in parts.items()}
-    return json.loads(json.dumps(plain, sort_keys=True, default=str))
-
-
-def flatten(node, prefix: str = "") -> dict:
-    """Nested dicts to dotted keys: {"compressor": {"proj_dim": 4}} -> {"compressor.proj_dim": 4}."""
-    if not isinstance(node, dict) or (prefix and not node):
-        return {prefix: node}
-    out = {}
-    for key, value in node.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def describe_diff(cached: dict, now: dict) -> list[str]:
-    """'key: cache=<old>, now=<new>' for every dotted key whose value differs (or exists on one side only)."""
-    old, new = flatten(cached), flatten(now)
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
-        if a != b:
-            lines.append(f"{key}: cache={_show(a)}, now={_show(b)}")
-    return lines
-
-
-def _show(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass(frozen=True)

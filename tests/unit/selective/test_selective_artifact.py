@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from grass.fingerprint import describe_diff
+
 from grass.errors import GrassError
-from grass.selective.artifact import (fingerprint_diff, load_mask, mask_dir, mask_fingerprint, mask_path,
+from grass.selective.artifact import (load_mask, mask_dir, mask_fingerprint, mask_path,
                                       save_mask, save_result)
 from grass.selective.learn import CurvePoint, MaskResult
 
@@ -62,18 +64,18 @@ def test_missing_mask_says_which_stage_makes_it(tmp_path):
 
 def test_mismatched_fingerprint_names_the_keys(tmp_path):
     path = save_mask(mask_path(tmp_path, 2), torch.tensor([0, 1]), 10, _fp())
-    with pytest.raises(GrassError, match=r"learn\.lr: file has 5e-05, expected 0\.0001") as err:
+    with pytest.raises(GrassError, match=r"learn\.lr: file=5e-05, expected=0\.0001") as err:
         load_mask(path, _fp(learn={**LEARN, "lr": 1e-4}), 10, 2)
     assert "stage=selective_mask" in str(err.value)
-    with pytest.raises(GrassError, match="checkpoint: file has 0, expected 3"):
+    with pytest.raises(GrassError, match="checkpoint: file=0, expected=3"):
         load_mask(path, _fp(checkpoint=3), 10, 2)
-    with pytest.raises(GrassError, match="layers: missing in the file"):
+    with pytest.raises(GrassError, match="layers: file=<absent>"):
         load_mask(path, _fp(layers=["fc1"]), 10, 2)
 
 
 def test_fingerprint_diff_ignores_container_types():
-    assert fingerprint_diff({"a": (1, 2), "b": {"c": 1.0}}, {"b": {"c": 1.0}, "a": [1, 2]}) == []
-    assert fingerprint_diff({"a": 1}, {"a": 1, "b": 2}) == ["b: missing in the file, expected 2"]
+    assert describe_diff({"a": (1, 2), "b": {"c": 1.0}}, {"b": {"c": 1.0}, "a": [1, 2]}) == []
+    assert describe_diff({"a": 1}, {"a": 1, "b": 2}, labels=("file", "expected")) == ["b: file=<absent>, expected=2"]
 
 
 def test_width_size_and_expected_fingerprint_are_checked(tmp_path):

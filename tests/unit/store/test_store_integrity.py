@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from grass.errors import GrassError
 from grass.store import FeatureStore
-from grass.store.manifest import describe_diff, flatten
+from grass.fingerprint import describe_diff, flatten
 from grass.store.shard import HashingWriter
 
 
