@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test test-all lint grid-mnist table-mnist clean
+.PHONY: help setup run test lint grid-mnist table-mnist bench-sjlt clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,11 +29,14 @@ lint: setup  ## byte-compile everything and check that every config option compo
 	$(PY) -m compileall -q grass run.py report.py
 	$(PY) -m pytest -q tests/unit/test_config_compose.py
 
-grid-mnist: setup  ## the paper's MNIST grid: 6 compressors x k in {2048, 4096, 8192}, one Hydra multirun
-	$(PY) run.py -m compressor=gaussian,rademacher,fjlt,sjlt,random_mask,grass proj_dim=2048,4096,8192
+grid-mnist: setup  ## the paper's MNIST grid: 7 compressors (selective mask included) x k in {2048, 4096, 8192}, one Hydra multirun
+	$(PY) run.py -m compressor=sjlt,gaussian,random_mask,grass,fjlt,rademacher,selective_mask proj_dim=2048,4096,8192
 
 table-mnist: setup  ## markdown + CSV table and plot of every MNIST run, paper numbers beside ours
 	$(PY) report.py experiment_name=mnist_mlp
+
+bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
+	$(PY) bench/bench_sjlt_kernels.py
 
 clean:  ## remove outputs (trained models and caches included)
 	rm -rf outputs multirun
