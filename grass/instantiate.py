@@ -28,4 +28,6 @@ def instantiate_node(node, what: str, **kwargs):
     try:
         return instantiate(spec, **kwargs)
     except InstantiationException as e:
+        if isinstance(e.__cause__, GrassError):  # the builder's own message is already the clear one
+            raise e.__cause__ from None
         raise GrassError(f"{what}: cannot build '{target}': {e}") from None

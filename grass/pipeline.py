@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_save, atomic_write_json, load_checked
@@ -54,6 +55,10 @@ def run(cfg: DictConfig) -> dict:
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data = instantiate_node(cfg.dataset, "dataset")
+    if not isinstance(data, ClassificationData):
+        raise GrassError(f"dataset={cfg.dataset.name} is a language-model dataset; the LM chain (linear-layer "
+                         "capture, factorized compressors, per-layer eFIM) is not wired into run.py yet: only "
+                         "classification experiments (mnist, digits, fashion_mnist) run end to end")
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     tracker = Tracker(cfg.logger, out, f"{cfg.experiment_name}/{run_name(cfg)}", plain_cfg)
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, tracker=tracker)
