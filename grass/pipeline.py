@@ -97,6 +97,7 @@ def _describe(cfg: DictConfig, data) -> dict:
     return {
         "run/experiment": cfg.experiment_name, "run/dataset": cfg.dataset.name, "run/model": cfg.model.name,
         "run/compressor": cfg.compressor.name, "run/proj_dim": cfg.proj_dim, "run/tda": cfg.tda.name,
+        "run/num_checkpoints": cfg.tda.num_checkpoints,
         "run/seed": cfg.seed, "run/stage": cfg.stage, "run/n_train": data.n_train, "run/n_query": data.n_query,
         "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run/machine": _machine(cfg),
     }
