@@ -32,6 +32,25 @@ class FinetuneConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Base-model pretraining on the dataset's pretrain blocks (LMs such as gpt2_tiny; unused without them)."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "linear"  # constant | linear (decay to 0 after warmup)
+    warmup_steps: int = 50
+
+
+@dataclass
+class CaptureConfig:
+    """Linear-layer capture (factorized compressors): which nn.Linear modules, by fnmatch name pattern."""
+
+    layers: List[str] = field(default_factory=lambda: ["*"])  # "*" = every Linear, lm_head included
+
+
+@dataclass
 class LDSConfig:
     num_subsets: int = 50  # M subset models
     subset_fraction: float = 0.5  # alpha
@@ -77,6 +96,7 @@ class HardwareConfig:
     grad_batch_size: int = 256  # examples per per-example-gradient batch
     grad_chunk_size: int = 128  # examples per vmap call inside a batch (bounds memory)
     num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
+    capture_batch_size: int = 8  # examples per linear-capture batch (an LM's lm_head delta is [B, T, vocab])
 
 
 @dataclass
@@ -97,6 +117,8 @@ class GrassConfig:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
     lds: LDSConfig = field(default_factory=LDSConfig)
     selective_mask: SelectiveMaskConfig = field(default_factory=SelectiveMaskConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_save, atomic_write_json, load_checked
-from grass.stages.attribute import run_attribute
+from grass.stages.attribute import make_attributor, run_attribute
 from grass.stages.context import RunContext
 from grass.stages.evaluate import run_lds
 from grass.stages.finetune import run_finetune
 from grass.stages.groundtruth import run_groundtruth
 from grass.stages.selective import run_selective_mask, uses_learned_mask
+from grass.tasks import make_task
 from grass.track import Tracker
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,13 @@ def run(cfg: DictConfig) -> dict:
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data = instantiate_node(cfg.dataset, "dataset")
-    if not isinstance(data, ClassificationData):
-        raise GrassError(f"dataset={cfg.dataset.name} is a language-model dataset; the LM chain (linear-layer "
-                         "capture, factorized compressors, per-layer eFIM) is not wired into run.py yet: only "
-                         "classification experiments (mnist, digits, fashion_mnist) run end to end")
+    task = make_task(cfg, data)
+    if "attribute" in stages:
+        make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     tracker = Tracker(cfg.logger, out, f"{cfg.experiment_name}/{run_name(cfg)}", plain_cfg)
-    ctx = RunContext(cfg=cfg, run_dir=out, data=data, tracker=tracker)
-    ctx.metrics.update(_describe(cfg, data))
+    ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)
+    ctx.metrics.update(_describe(cfg, task))
     try:
         _run_stages(ctx, stages)
         tracker.summary(ctx.metrics)
@@ -93,12 +92,12 @@ def _run_stages(ctx: RunContext, stages: list[str]) -> None:
               f"{cfg.compressor.name} k={cfg.proj_dim}  compress {m.get('time/compress_s', 0.0):.2f}s  -> {ctx.run_dir}")
 
 
-def _describe(cfg: DictConfig, data) -> dict:
+def _describe(cfg: DictConfig, task) -> dict:
     return {
         "run/experiment": cfg.experiment_name, "run/dataset": cfg.dataset.name, "run/model": cfg.model.name,
         "run/compressor": cfg.compressor.name, "run/proj_dim": cfg.proj_dim, "run/tda": cfg.tda.name,
         "run/num_checkpoints": cfg.tda.num_checkpoints,
-        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/n_train": data.n_train, "run/n_query": data.n_query,
+        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/n_train": task.n_train, "run/n_query": task.n_query,
         "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run/machine": _machine(cfg),
     }
 

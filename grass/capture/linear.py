@@ -63,7 +63,9 @@ class LMTarget:
         logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
         # token t predicts token t + 1
         logits, labels = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # [B, T-1]
+        # flat [B*(T-1), V] rows: log-softmax over a strided [B, V, T-1] view is ~2.5x slower on CPU
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                             reduction="none").view(labels.shape)  # [B, T-1]
         counts = (labels != -100).sum(dim=1)
         if bool((counts == 0).any()):
             raise GrassError(f"example {int((counts == 0).nonzero()[0, 0])} of the batch has no labelled "

@@ -4,12 +4,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from grass.data.classification import ClassificationData
 from grass.fingerprint import fingerprint
+from grass.tasks import Task
 from grass.track import Tracker
 
 
@@ -17,7 +18,8 @@ from grass.track import Tracker
 class RunContext:
     cfg: DictConfig
     run_dir: Path
-    data: ClassificationData
+    data: Any  # what the dataset config loads: ClassificationData | TextBlocks
+    task: Task
     tracker: Tracker
     metrics: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)  # in-memory hand-offs between stages (scores, ...)
@@ -34,8 +36,10 @@ class RunContext:
         """Subset models and checkpoints: depend on data, model and training, not on M or the compressor."""
         cfg = self.cfg
         finetune = {k: v for k, v in cfg.finetune.items() if k != "progress_bar"}
+        # task extras (an LM's base pretraining) join only when present, so existing keys stay valid
         key = fingerprint({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
-                           "subset_fraction": cfg.lds.subset_fraction, "seed": cfg.seed})
+                           "subset_fraction": cfg.lds.subset_fraction, "seed": cfg.seed,
+                           **self.task.fingerprint_extra()})
         return self.artifacts / "models" / f"{cfg.dataset.name}-{cfg.model.name}-{key}"
 
     def groundtruth_dir(self) -> Path:

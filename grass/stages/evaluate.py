@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def run_lds(ctx: RunContext, scores: torch.Tensor, truth: torch.Tensor) -> dict:
     cfg = ctx.cfg
-    _, eval_idx = validation_split(ctx.data.n_query, cfg.lds.val_fraction, cfg.seed)
+    _, eval_idx = validation_split(ctx.task.n_query, cfg.lds.val_fraction, cfg.seed)
     result = lds(scores[:, eval_idx], subset_masks(ctx), truth[:, eval_idx])
     low, high = bootstrap_ci(result.per_query, n_boot=cfg.lds.bootstrap, level=cfg.lds.ci_level, seed=cfg.seed)
     metrics = {"lds/mean": result.mean, "lds/ci_low": low, "lds/ci_high": high,

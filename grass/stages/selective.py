@@ -10,9 +10,9 @@ import torch
 
 from grass.capture.flat import iter_flat_grads, num_params
 from grass.compress.selective import required_mask_size
+from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.instantiate import plain_node
-from grass.models.build import load_classifier
 from grass.seeding import generator
 from grass.selective.artifact import load_mask, mask_fingerprint, mask_path, save_result
 from grass.selective.learn import learn_mask
@@ -43,7 +43,10 @@ def run_selective_mask(ctx: RunContext) -> None:
     if not uses_learned_mask(cfg):
         raise GrassError(f"stage=selective_mask needs a compressor with a learned mask (selective_mask, grass_sm), "
                          f"not {cfg.compressor.name}")
-    model = load_classifier(cfg.model, data, checkpoint_path(ctx.models_dir(), sm.checkpoint)).to(ctx.device)
+    if not isinstance(data, ClassificationData):
+        raise GrassError(f"stage=selective_mask learns flat masks from a classifier's whole-model gradients; "
+                         f"per-layer masks for dataset={cfg.dataset.name} are not wired yet")
+    model = ctx.task.load(ctx, checkpoint_path(ctx.models_dir(), sm.checkpoint)).to(ctx.device)
     p = num_params(model)
     k = required_mask_size(cfg.compressor, p, cfg.proj_dim)
     fp = expected_mask_fingerprint(ctx)

@@ -1,0 +1,88 @@
+"""The Task interface shared stages call, and the one Lightning fit every task trains with."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class Task(ABC):
+    """One dataset + model family.  Train rows are selected with bool masks [n_train]."""
+
+    def __init__(self, cfg: DictConfig, data) -> None:
+        self.cfg, self.data = cfg, data
+
+    @property
+    def n_train(self) -> int:
+        return self.data.n_train
+
+    @property
+    def n_query(self) -> int:
+        return self.data.n_query
+
+    def fingerprint_extra(self) -> dict:
+        """Config beyond dataset/model/finetune that the trained models depend on (e.g. base pretraining)."""
+        return {}
+
+    def prepare(self, ctx) -> None:
+        """Make what every model training starts from (e.g. a pretrained base); idempotent."""
+
+    @abstractmethod
+    def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
+        """A model trained on the train rows selected by `rows` (bool [n_train]), on the CPU, in eval mode."""
+
+    @abstractmethod
+    def load(self, ctx, path: Path) -> nn.Module:
+        """A trained model from its state-dict file, in eval mode."""
+
+    @abstractmethod
+    def query_outputs(self, model: nn.Module, device: torch.device) -> torch.Tensor:
+        """Ground-truth output function of the model on every query: [n_query] float32."""
+
+    @abstractmethod
+    def target(self, kind: str):
+        """The per-example target linear capture differentiates (grass.capture.linear LMTarget / ClassifierTarget)."""
+
+    @abstractmethod
+    def batches(self, side: str, batch_size: int, device: torch.device) -> Iterator[Any]:
+        """Batches of the `train` or `query` examples, in order, as `target` reads them, on `device`."""
+
+
+def lightning_fit(ctx, module: L.LightningModule, loader, epochs: int, progress_bar: bool | None = None) -> None:
+    """Fit `module` with the hardware group's Lightning settings, quietly (one Trainer per model)."""
+    hw = ctx.cfg.hardware
+    with _quiet_lightning():  # the Trainer announces its accelerator when built, so build it inside too
+        trainer = L.Trainer(max_epochs=epochs, accelerator=hw.accelerator, devices=hw.devices, strategy=hw.strategy,
+                            precision=hw.precision, logger=False, enable_checkpointing=False,
+                            enable_model_summary=False, default_root_dir=str(ctx.run_dir),
+                            enable_progress_bar=ctx.cfg.finetune.progress_bar if progress_bar is None else progress_bar)
+        trainer.fit(module, loader)
+
+
+class _quiet_lightning:
+    """Lightning announces its accelerator for every Trainer; with 60 small models that drowns the log."""
+
+    def __enter__(self):
+        self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.WARNING)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+
+    def __exit__(self, *exc):
+        self._warnings.__exit__(*exc)
+        for lg, level in zip(self._loggers, self._levels):
+            lg.setLevel(level)

@@ -1,0 +1,60 @@
+"""Classifiers on in-memory features (MNIST, digits, ...): Lightning training, true-class margins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from grass.capture.linear import ClassifierTarget
+from grass.data.classification import ClassificationData
+from grass.errors import GrassError
+from grass.models.build import build_classifier, load_classifier
+from grass.models.classifier_module import ClassifierModule
+from grass.outputs import margin
+from grass.seeding import generator
+from grass.tasks.base import Task, lightning_fit
+
+
+class ClassificationTask(Task):
+    data: ClassificationData
+
+    def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
+        L.seed_everything(seed % (2**31), workers=True, verbose=False)
+        model = build_classifier(self.cfg.model, self.data)
+        ft = self.cfg.finetune
+        module = ClassifierModule(model, lr=ft.lr, optimizer=ft.optimizer, weight_decay=ft.weight_decay,
+                                  momentum=ft.momentum, schedule=ft.schedule)
+        loader = DataLoader(TensorDataset(self.data.x_train[rows], self.data.y_train[rows]), batch_size=ft.batch_size,
+                            shuffle=True, generator=generator(seed, "loader"))
+        lightning_fit(ctx, module, loader, ft.epochs)
+        return model.cpu().eval()
+
+    def load(self, ctx, path: Path) -> nn.Module:
+        return load_classifier(self.cfg.model, self.data, path)
+
+    @torch.no_grad()
+    def query_outputs(self, model: nn.Module, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+        model.eval()
+        x, y = self.data.x_query, self.data.y_query
+        return torch.cat([margin(model(x[i:i + batch_size].to(device)), y[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(y), batch_size)])
+
+    def target(self, kind: str) -> ClassifierTarget:
+        return ClassifierTarget(kind)
+
+    def batches(self, side: str, batch_size: int, device: torch.device):
+        x, y = _side(self.data, side)
+        for i in range(0, len(y), batch_size):
+            yield x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+
+
+def _side(data: ClassificationData, side: str):
+    if side == "train":
+        return data.x_train, data.y_train
+    if side == "query":
+        return data.x_query, data.y_query
+    raise GrassError(f"side must be 'train' or 'query', got {side!r}")

@@ -1,0 +1,64 @@
+"""The LM chain end to end (pretrain base, fine-tune subsets, ground truth, linear capture, per-layer eFIM, LDS)."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from grass.errors import GrassError
+from grass.pipeline import run
+
+WORDS = ("the of and to a in that was her his she he it had as with for not you be my at which mr on all "
+         "elizabeth darcy emma anne house sister letter walk morning evening brother father mother dear "
+         "happy little great good young much time never could would should every thing think").split()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Three small seeded pseudo-English documents (no download): enough for ~110 blocks of 32 tokens."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    rng = random.Random(0)
+    for d in range(3):
+        sentences = [" ".join(rng.choices(WORDS, k=rng.randint(5, 14))).capitalize() + "." for _ in range(160)]
+        (folder / f"doc{d}.txt").write_text(" ".join(sentences), encoding="utf-8")
+    return folder
+
+
+def _cfg(compose_cfg, corpus, *overrides):
+    return compose_cfg(f"dataset.path={corpus}", *overrides, experiment="tiny_lm")
+
+
+def test_lm_chain_then_reuse(compose_cfg, corpus):
+    cfg = _cfg(compose_cfg, corpus, "save_scores=true")
+    first = run(cfg)
+    assert first["finetune/models_trained"] == cfg.lds.num_subsets + cfg.tda.num_checkpoints
+    assert math.isfinite(first["lds/mean"]) and first["lds/ci_low"] <= first["lds/mean"] <= first["lds/ci_high"]
+    assert first["compress/layers"] == 5  # 1 block x (c_attn, attn c_proj, c_fc, mlp c_proj) + lm_head
+    assert first["compress/feature_dim_total"] == 5 * 64
+    assert first["time/compress_s"] > 0 and first["pretrain/query_loss"] < math.log(50257)
+    second = run(cfg)  # every artifact (base, models, ground truth) reused; identical scores
+    assert second["finetune/models_trained"] == 0
+    assert second["lds/mean"] == first["lds/mean"]
+
+
+@pytest.mark.parametrize("compressor", ["logra", "fact_sjlt", "fact_mask"])
+def test_lm_factorized_compressors_run(compose_cfg, corpus, compressor):
+    metrics = run(_cfg(compose_cfg, corpus, f"compressor={compressor}"))
+    assert math.isfinite(metrics["lds/mean"]) and metrics["compress/layers"] == 5
+
+
+def test_lm_layer_patterns_select_blocks(compose_cfg, corpus):
+    metrics = run(_cfg(compose_cfg, corpus, "capture.layers=[lm_head]", "tda=grad_dot"))
+    assert metrics["compress/layers"] == 1 and list(metrics["compress/sides"]) == ["lm_head"]
+
+
+def test_lm_with_flat_compressor_is_a_clear_error(compose_cfg, corpus):
+    with pytest.raises(GrassError, match="factorized compressor"):
+        run(_cfg(compose_cfg, corpus, "compressor=sjlt"))
+
+
+def test_lm_with_trak_is_a_clear_error(compose_cfg, corpus):
+    with pytest.raises(GrassError, match="tda=if_efim or tda=grad_dot"):
+        run(_cfg(compose_cfg, corpus, "tda=trak"))
