@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist bench-sjlt corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 bench-sjlt corpus clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -34,6 +34,21 @@ grid-mnist: setup  ## the paper's MNIST grid: 7 compressors (selective mask incl
 
 table-mnist: setup  ## markdown + CSV table and plot of every MNIST run, paper numbers beside ours
 	$(PY) report.py experiment_name=mnist_mlp
+
+# Table 2: SCALE=paper (GPT-2 small + WikiText-2, needs network and realistically ARGS=hardware=gpu) or
+# SCALE=tiny (gpt2_tiny on the offline Jane Austen corpus, on 2 CPU cores). ARGS go to every run; ROOT is the outputs folder.
+SCALE ?= paper
+TABLE2 = $(if $(filter tiny,$(SCALE)),table2_tiny,gpt2_wikitext)
+TABLE2_DATA = $(if $(filter tiny,$(SCALE)),corpus,)
+ARGS ?=
+ROOT ?= outputs
+
+reproduce-table2: setup $(TABLE2_DATA)  ## Table 2: {logra, fact_sjlt, fact_mask, factgrass} x per-layer K {16x16, 32x32, 64x64}, then the table (SCALE=paper|tiny)
+	$(PY) run.py -m experiment=$(TABLE2) compressor=logra,fact_sjlt,fact_mask,factgrass proj_dim=256,1024,4096 paths.root=$(ROOT) $(ARGS)
+	$(PY) report.py experiment_name=$(TABLE2) paths.root=$(ROOT)
+
+table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|tiny)
+	$(PY) report.py experiment_name=$(TABLE2) paths.root=$(ROOT)
 
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py

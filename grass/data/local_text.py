@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from grass.data.text import TextBlocks, blocks_from_documents, split_indices, take
+import torch
+
+from grass.data.text import TextBlocks, blocks_from_documents, compact_vocabulary, split_indices, take
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
 
@@ -45,10 +47,13 @@ def tokenize_documents(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def load_local_text(path: str, block_size: int = 128, n_pretrain: int = 0, n_train: int = 400,
-                    n_query: int = 60, split_seed: int = 0, tokenizer=None, name: str = "local_text") -> TextBlocks:
+                    n_query: int = 60, split_seed: int = 0, tokenizer=None, name: str = "local_text",
+                    compact_vocab: bool = False) -> TextBlocks:
     """Blocks [n, block_size] of the text under `path`, split into n_pretrain / n_train / n_query at random.
 
     tokenizer: None (GPT-2 BPE, offline), a hub name / local folder, or a tokenizer object.
+    compact_vocab: renumber tokens to those the selected blocks use (plus EOS); TextBlocks.vocab_map
+    maps them back. Models whose vocab_size is null in config then get that many embedding rows.
     """
     if n_train <= 0 or n_query <= 0:
         raise GrassError(f"dataset {name}: n_train and n_query must be positive, got {n_train} and {n_query}")
@@ -61,7 +66,14 @@ def load_local_text(path: str, block_size: int = 128, n_pretrain: int = 0, n_tra
     pre_ids, pre_mask, pre_src = take(blocks, sources, pre)
     train_ids, train_mask, train_src = take(blocks, sources, train)
     query_ids, query_mask, query_src = take(blocks, sources, query)
+    vocab_size, eos, vocab_map = len(tok), tok.eos_token_id, None
+    if compact_vocab:
+        keep = [eos] if eos is not None else []
+        (pre_ids, train_ids, query_ids), vocab_map = compact_vocabulary([pre_ids, train_ids, query_ids], keep)
+        vocab_size = len(vocab_map)
+        eos = int(torch.searchsorted(vocab_map, torch.tensor(eos))) if eos is not None else None
+        log.info("%s: vocabulary compacted to the %d tokens the blocks use (of %d)", name, vocab_size, len(tok))
     return TextBlocks(name=name, train_ids=train_ids, train_mask=train_mask, query_ids=query_ids,
-                      query_mask=query_mask, pretrain_ids=pre_ids, pretrain_mask=pre_mask, vocab_size=len(tok),
-                      eos_token_id=tok.eos_token_id, tokenizer_name=tok_name, train_sources=train_src,
-                      query_sources=query_src, pretrain_sources=pre_src)
+                      query_mask=query_mask, pretrain_ids=pre_ids, pretrain_mask=pre_mask, vocab_size=vocab_size,
+                      eos_token_id=eos, tokenizer_name=tok_name, train_sources=train_src,
+                      query_sources=query_src, pretrain_sources=pre_src, vocab_map=vocab_map)

@@ -13,13 +13,15 @@ from grass.errors import GrassError
 from grass.models.conv1d import convert_conv1d_to_linear
 
 
-def gpt2_tiny(vocab_size: int = 50257, n_layer: int = 2, n_embd: int = 128, n_head: int = 4,
+def gpt2_tiny(vocab_size: int | None = None, n_layer: int = 2, n_embd: int = 128, n_head: int = 4,
               n_positions: int = 256, seed: int = 0, attn_implementation: str = "eager") -> GPT2LMHeadModel:
     """A small randomly initialised GPT-2 LM (input_ids [B, T] -> logits [B, T, vocab_size]), in eval mode.
 
     The initialisation uses its own RNG state seeded by `seed`, so the same arguments give the same
-    weights and the global torch RNG is left untouched.
+    weights and the global torch RNG is left untouched. vocab_size None = GPT-2's 50,257 (the LM task
+    passes the dataset's size instead, e.g. a compacted vocabulary).
     """
+    vocab_size = 50257 if vocab_size is None else int(vocab_size)
     config = GPT2Config(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                         n_positions=n_positions, bos_token_id=0, eos_token_id=0)
     config._attn_implementation = attn_implementation

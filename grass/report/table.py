@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from grass.errors import GrassError
-from grass.report.reference import PAPER_NOTES, paper_number
+from grass.report.reference import PAPER_NOTES, PAPER_SETUP, paper_number
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def markdown(rows: list[dict], experiment: str) -> str:
     machines = sorted({r["machine"] for r in rows if r["machine"]})
     checkpoints = sorted({r["checkpoints"] for r in rows})
     tdas = sorted({r["tda"] for r in rows})
-    lines += ["", f"Ours: {', '.join(tdas)} averaged over {', '.join(map(str, checkpoints))} checkpoint(s) "
-              "(the paper's MNIST rows use TRAK with 10)."]
+    setup = PAPER_SETUP.get(experiment)
+    lines += ["", f"Ours: {', '.join(tdas)} averaged over {', '.join(map(str, checkpoints))} checkpoint(s)"
+              + (f" ({setup})." if setup else ".")]
     lines += [f"Our times: seconds in the compressor over the train set, all checkpoints, on {', '.join(machines)}.",
               "Paper times: the authors' GPU; compare ratios between methods, not absolute seconds."]
     lines += [f"- {m}: {note}" for m, note in PAPER_NOTES.items() if m in methods]

@@ -81,6 +81,7 @@ class _quiet_lightning:
         self._warnings.__enter__()
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6 on torch 2.13, once per fit
 
     def __exit__(self, *exc):
         self._warnings.__exit__(*exc)

@@ -49,7 +49,9 @@ class LanguageTask(Task):
         return ctx.artifacts / "base" / f"{self.cfg.dataset.name}-{self.cfg.model.name}-{key}" / "base.pt"
 
     def _build(self) -> nn.Module:
-        model = instantiate_node(self.cfg.model, "model")
+        # vocab_size null in the model config = as many token rows as the dataset's vocabulary
+        fit_vocab = "vocab_size" in self.cfg.model and self.cfg.model.vocab_size is None
+        model = instantiate_node(self.cfg.model, "model", **({"vocab_size": self.data.vocab_size} if fit_vocab else {}))
         vocab = model.get_input_embeddings().num_embeddings
         if vocab < self.data.vocab_size:
             raise GrassError(f"model {self.cfg.model.name} has {vocab} token embeddings but the tokenizer of "

@@ -82,3 +82,17 @@ def test_non_utf8_file_is_named(tmp_path, tok):
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait\n" * 50)
     with pytest.raises(GrassError, match="bad.txt is not UTF-8"):
         load_local_text(str(tmp_path), tokenizer=tok)
+
+
+def test_compact_vocab_renumbers_and_decodes_back(corpus, tok):
+    full = load_local_text(str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, tokenizer=tok)
+    small = load_local_text(str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, tokenizer=tok,
+                            compact_vocab=True)
+    used = torch.unique(torch.cat([full.pretrain_ids.flatten(), full.train_ids.flatten(), full.query_ids.flatten(),
+                                   torch.tensor([50256])]))
+    assert small.vocab_size == len(used) < 200 and torch.equal(small.vocab_map, used)
+    for part in ("pretrain_ids", "train_ids", "query_ids"):
+        ids = getattr(small, part)
+        assert int(ids.max()) < small.vocab_size and torch.equal(small.vocab_map[ids], getattr(full, part))
+    assert int(small.vocab_map[small.eos_token_id]) == 50256
+    assert decode_block(tok, small.query_ids[0], vocab_map=small.vocab_map) == decode_block(tok, full.query_ids[0])
