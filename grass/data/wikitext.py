@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from grass.data.hub import hub_unreachable
 from grass.data.text import TextBlocks, blocks_from_documents, split_indices, take
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
@@ -17,18 +18,24 @@ from grass.errors import GrassError
 log = logging.getLogger(__name__)
 
 
+def _fetch_error(hub_name: str, config: str, why: str) -> GrassError:
+    return GrassError(
+        f"could not fetch the dataset {hub_name} ({config}) from the Hugging Face hub ({why}); without "
+        "network access use dataset=local_text dataset.path=<a .txt file or folder> (e.g. Jane Austen's "
+        "novels from `make corpus`), or pre-fill the Hugging Face datasets cache and set HF_DATASETS_OFFLINE=1"
+    )
+
+
 def _fetch(hub_name: str, config: str):
+    unreachable = hub_unreachable(hub_name)
+    if unreachable:
+        raise _fetch_error(hub_name, config, unreachable)
     try:
         import datasets
 
         return datasets.load_dataset(hub_name, config)
     except Exception as e:  # network, hub and offline-mode failures all mean the same thing to the user
-        raise GrassError(
-            f"could not fetch the dataset {hub_name} ({config}) from the Hugging Face hub "
-            f"({type(e).__name__}: {str(e).strip()[:300]}); without network access use "
-            "dataset=local_text dataset.path=<a .txt file or folder> (e.g. Jane Austen's novels from "
-            "`make corpus`), or pre-fill the Hugging Face datasets cache and set HF_DATASETS_OFFLINE=1"
-        ) from None
+        raise _fetch_error(hub_name, config, f"{type(e).__name__}: {str(e).strip()[:300]}") from None
 
 
 def _split_rows(ds, split: str, hub_name: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from grass.data.hub import hub_unreachable
 from grass.errors import GrassError
 from grass.models.conv1d import convert_conv1d_to_linear
 
@@ -33,7 +34,10 @@ def gpt2_tiny(vocab_size: int | None = None, n_layer: int = 2, n_embd: int = 128
 
 def gpt2(name_or_path: str = "gpt2", **kwargs) -> GPT2LMHeadModel:
     """Pretrained GPT-2 (`from_pretrained(name_or_path, **kwargs)`) with Conv1D -> Linear, in eval mode."""
+    unreachable = hub_unreachable(name_or_path)
     try:
+        if unreachable:
+            raise OSError(unreachable)
         model = GPT2LMHeadModel.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
         raise GrassError(
