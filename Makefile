@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 bench-sjlt corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 bench-sjlt bench corpus clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|
 
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
+
+bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
+	$(PIP) install -q -r requirements-bench.txt
+	$(PY) bench/bench_flat_peers.py
+	$(PY) bench/bench_factorized.py
+	$(PY) bench/bench_caching.py
+	$(PY) bench/summary.py
 
 corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)
 	$(PY) -m grass.data.corpus_fetch janeausten data_cache/janeausten

@@ -69,7 +69,7 @@ class FactorizedCompressor:
         batch, tokens = a.shape[:2]
         a_small = self.in_side(a.reshape(batch * tokens, self.in_dim)).view(batch, tokens, self.k_in)
         d_small = self.out_side(delta.reshape(batch * tokens, self.grad_dim)).view(batch, tokens, self.k_out)
-        if token_mask is not None:
+        if token_mask is not None and not bool(token_mask.all()):  # unpadded blocks need no multiply
             # zeroing delta~ at padded tokens removes their outer product; P_out is linear, so masking
             # after it equals masking delta, on k_out columns instead of O
             d_small = d_small * token_mask.unsqueeze(-1).to(d_small.dtype)

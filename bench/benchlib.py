@@ -1,0 +1,118 @@
+"""Shared helpers for the bench/ scripts: sizes from the environment, timing, machine facts, JSON output.
+
+The scripts run as `python bench/<name>.py`, so this folder is on sys.path and `import benchlib` works.
+Environment (no argparse):
+  GRASS_BENCH_QUICK=1      seconds-long smoke sizes; results go to a temp folder, not bench/results
+  GRASS_BENCH_RESULTS=DIR  where results are written and read (overrides both defaults)
+  GRASS_BENCH_MEASURE_S=S  time budget per measurement, which caps the repeats (default 10 s, quick 1 s)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPEATS = 5  # most repeats of one measurement; slow calls get fewer (see time_call)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+QUICK = env_flag("GRASS_BENCH_QUICK")
+MEASURE_S = env_float("GRASS_BENCH_MEASURE_S", 1.0 if QUICK else 10.0)
+
+
+def results_dir() -> Path:
+    """bench/results, or a temp folder in quick mode so smoke runs never overwrite real numbers."""
+    if os.environ.get("GRASS_BENCH_RESULTS"):
+        return Path(os.environ["GRASS_BENCH_RESULTS"])
+    if QUICK:
+        return Path(tempfile.gettempdir()) / "grass_bench_quick"
+    return Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, payload: dict) -> Path:
+    out = results_dir() / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": name, "quick": QUICK, **payload}, indent=2))
+    print(f"\nwrote {out}")
+    return out
+
+
+def time_call(fn, repeats: int = REPEATS, budget_s: float | None = None) -> dict:
+    """Median wall and process-CPU ms of fn() after one warm-up call.
+
+    The warm-up call's time sets the number of repeats: as many as fit in `budget_s` (at least 1, at
+    most `repeats`), so a 40 s call is timed once more rather than five times. The CPU time (all
+    threads of this process) is kept because a shared machine inflates wall time with waiting.
+    """
+    budget_s = MEASURE_S if budget_s is None else budget_s
+    start = time.perf_counter()
+    fn()
+    warmup = time.perf_counter() - start
+    n = max(1, min(repeats, int(budget_s / max(warmup, 1e-9))))
+    wall, cpu = [], []
+    for _ in range(n):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu),
+            "repeats": n, "warmup_ms": 1e3 * warmup}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _mem_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict:
+    """What the numbers depend on: CPU, cores, torch threads, memory and how busy the machine was."""
+    return {"processor": platform.processor(), "machine": platform.machine(), "cpu_model": _cpu_model(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "mem_gb": _mem_gb(),
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def machine_line(info: dict) -> str:
+    load, mem = info.get("load_average_1min"), info.get("mem_gb")
+    return (f"{info.get('cpu_model') or info.get('processor')} ({info.get('machine')}), "
+            f"{info.get('cpu_count')} CPUs{'' if mem is None else f', {mem:.0f} GB'}, torch {info.get('torch')} "
+            f"with {info.get('torch_threads')} threads, 1-min load average at start "
+            f"{load if load is None else f'{load:.1f}'}")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:  # not installed: the caller records the peer as not run
+        return None
