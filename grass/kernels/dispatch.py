@@ -74,6 +74,12 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return "torch"  # auto on a device without a kernel (mps, xpu): the reference is the only path
 
 
+def prepare(device: torch.device) -> str:
+    """Build / load the kernel backend='auto' uses on `device` now (a first build can take ~20 s), so that
+    timed compression never pays for it; returns the path name."""
+    return resolve_backend("auto", torch.device(device))
+
+
 def _kernel(path: str) -> Callable[..., torch.Tensor]:
     if path == "cpp":
         return sjlt_cpu.sjlt_forward

@@ -2,7 +2,7 @@
 
 Flat compressors read whole-model per-example gradients (grass.stages.attribute_flat); factorized ones
 read linear-layer captures and score block-diagonally, one block per layer (grass.stages.attribute_linear).
-time/compress_s is the compression time over the train set, all checkpoints.
+time/compress_s is the compression time over the train set, all checkpoints (kernel builds and loads excluded).
 """
 
 import logging
@@ -14,6 +14,7 @@ from grass.attribute.damping import select_damping
 from grass.compress.factorized import is_factorized
 from grass.data.subsets import validation_split
 from grass.instantiate import instantiate_node
+from grass.kernels.dispatch import prepare as prepare_kernels
 from grass.lds.metric import lds
 from grass.stages.attribute_flat import add_flat_checkpoints, require_flat_task
 from grass.stages.attribute_linear import add_linear_checkpoints
@@ -38,6 +39,7 @@ def run_attribute(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
     """Scores [n_train, n_query] with the damping chosen by LDS on the validation queries."""
     cfg = ctx.cfg
     attributor = make_attributor(cfg, ctx.task)
+    prepare_kernels(ctx.device)  # a kernel build or load is setup, not compression time
     if isinstance(attributor, BlockwiseAttributor):
         add_linear_checkpoints(ctx, attributor)
     else:
