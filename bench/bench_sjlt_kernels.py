@@ -9,13 +9,13 @@ dense and 90 %-zero fp32 inputs. `x.clone()` reads and writes x once, so a kerne
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+
+from benchlib import machine  # bench/ is the script's folder, first on sys.path
 
 from grass.compress.sjlt import SJLT
 from grass.kernels import sjlt_cpu
@@ -42,22 +42,6 @@ def _median_ms(fn, repeats: int = REPEATS) -> tuple[float, float]:
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def machine() -> dict:
-    return {"processor": platform.processor(), "machine": platform.machine(), "cpu_model": _cpu_model(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def bench_case(d: int, zero_frac: float) -> dict:

@@ -9,7 +9,6 @@ fingerprint it expects and is refused on any difference, never handed another ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
