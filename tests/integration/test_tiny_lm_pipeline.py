@@ -4,7 +4,6 @@ import math
 import random
 
 import pytest
-import torch
 
 from grass.errors import GrassError
 from grass.pipeline import run
