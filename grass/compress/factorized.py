@@ -122,21 +122,27 @@ def _clamped(k: int, width: int, layer_name: str, side: str) -> int:
 
 def factorized(in_dim: int, out_dim: int, proj_dim: int, seed: int, layer_name: str,
                side: CompressorFactory, stage2: CompressorFactory | None = None,
-               blowup: int = 1) -> FactorizedCompressor:
-    """One layer's factorized compressor: sides of width sqrt(blowup * K) (clamped to I' and O), then stage 2.
+               blowup: int = 1, side_dim: int | None = None) -> FactorizedCompressor:
+    """One layer's factorized compressor: sides of width sqrt(blowup * K), or `side_dim` when given (both
+    clamped to I' and O), then stage 2.
 
     in_dim = I' (layer input width incl. bias column), out_dim = O (layer output width), proj_dim = K
-    (per-layer feature width). Seeds: derive_seed(seed, layer_name, "in" | "out" | "stage2").
-    Stage 2 is skipped (and logged) when clamping already left k_out * k_in <= K.
+    (per-layer feature width). side_dim fixes the side width for every K, as the paper's Table 2 FactGraSS
+    rows do ("RM 128x128 -> SJLT K"); it excludes blowup. Seeds: derive_seed(seed, layer_name, "in" |
+    "out" | "stage2"). Stage 2 is skipped (and logged) when the sides already give k_out * k_in <= K.
     """
     if isinstance(blowup, bool) or not hasattr(blowup, "__index__") or int(blowup) < 1:
         raise GrassError(f"factorized compressor: blowup must be an integer >= 1, got {blowup!r}")
-    if int(blowup) != 1 and stage2 is None:
-        raise GrassError(f"factorized compressor: blowup={blowup} needs a stage 2 to bring "
-                         f"blowup * K back to K; set stage2 or blowup=1")
+    if side_dim is not None and int(blowup) != 1:
+        raise GrassError(f"factorized compressor: set side_dim ({side_dim}) or blowup ({blowup}), not both")
+    if side_dim is not None and (isinstance(side_dim, bool) or not hasattr(side_dim, "__index__") or int(side_dim) < 1):
+        raise GrassError(f"factorized compressor: side_dim must be a positive integer, got {side_dim!r}")
+    if (int(blowup) != 1 or side_dim is not None) and stage2 is None:
+        raise GrassError(f"factorized compressor: blowup={blowup} / side_dim={side_dim} needs a stage 2 to "
+                         f"bring the sides' product back to K; set stage2, or blowup=1 and side_dim=null")
     if int(proj_dim) <= 0:
         raise GrassError(f"factorized compressor: proj_dim (per-layer K) must be positive, got {proj_dim}")
-    k = side_width(int(proj_dim), int(blowup))
+    k = int(side_dim) if side_dim is not None else side_width(int(proj_dim), int(blowup))
     k_in, k_out = _clamped(k, int(in_dim), layer_name, "input"), _clamped(k, int(out_dim), layer_name, "output")
     in_side = side(in_dim=int(in_dim), out_dim=k_in, seed=derive_seed(seed, layer_name, "in"))
     out_side = side(in_dim=int(out_dim), out_dim=k_out, seed=derive_seed(seed, layer_name, "out"))

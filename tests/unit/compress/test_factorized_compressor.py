@@ -18,9 +18,9 @@ CONF = Path(__file__).resolve().parents[3] / "conf" / "compressor"
 METHODS = ("logra", "factgrass", "fact_sjlt", "fact_mask")
 
 
-def _build(method: str, in_dim: int, out_dim: int, k: int, seed: int = 0, layer: str = "blk.fc"):
-    return build_factorized(OmegaConf.load(CONF / f"{method}.yaml"), in_dim=in_dim, out_dim=out_dim,
-                            proj_dim=k, seed=seed, layer_name=layer)
+def _build(method: str, in_dim: int, out_dim: int, k: int, seed: int = 0, layer: str = "blk.fc", **overrides):
+    node = OmegaConf.merge(OmegaConf.load(CONF / f"{method}.yaml"), overrides)
+    return build_factorized(node, in_dim=in_dim, out_dim=out_dim, proj_dim=k, seed=seed, layer_name=layer)
 
 
 def _factors(b=3, t=5, i=13, o=11, seed=0):
@@ -45,9 +45,8 @@ def _kron_reference(fc: FactorizedCompressor, a, delta, with_stage2: bool) -> to
 @pytest.mark.parametrize("method", METHODS)
 def test_stage1_is_the_kronecker_map_on_the_materialised_gradient(method):
     a, delta = _factors()
-    fc = _build(method, in_dim=13, out_dim=11, k=9)  # factgrass: sides 6 x 6, then SJLT 36 -> 9
-    expect_side = 6 if method == "factgrass" else 3
-    assert (fc.k_in, fc.k_out) == (expect_side, expect_side)
+    fc = _build(method, in_dim=13, out_dim=11, k=9)  # factgrass: sides 128 clamped to 13 x 11, SJLT 143 -> 9
+    assert (fc.k_in, fc.k_out) == ((13, 11) if method == "factgrass" else (3, 3))
     torch.testing.assert_close(fc.stage1(a, delta), _kron_reference(fc, a, delta, False), atol=1e-5, rtol=1e-4)
     got = fc(a, delta)
     assert got.shape == (3, 9) and got.dtype == torch.float32
@@ -87,11 +86,23 @@ def test_sides_are_clamped_to_the_layer_width_and_logged(caplog):
 
 def test_stage2_is_skipped_when_clamping_leaves_at_most_k(caplog):
     with caplog.at_level(logging.INFO, logger="grass.compress.factorized"):
-        fc = _build("factgrass", in_dim=65, out_dim=3, k=64)  # sides 16 x 3 = 48 <= 64
+        fc = _build("factgrass", in_dim=65, out_dim=3, k=64, side_dim=None, blowup=4)  # 16 x 3 = 48 <= 64
     assert fc.stage2 is None and fc.feature_dim == 48
     assert "stage 2 skipped" in caplog.text
-    big = _build("factgrass", in_dim=65, out_dim=10, k=64)  # 16 x 10 = 160 > 64
+    big = _build("factgrass", in_dim=65, out_dim=10, k=64, side_dim=None, blowup=4)  # 16 x 10 = 160 > 64
     assert isinstance(big.stage2, SJLT) and big.feature_dim == 64
+
+
+def test_factgrass_keeps_128_sides_at_every_k_like_table_2():
+    for k in (256, 1024, 4096):
+        fc = _build("factgrass", in_dim=769, out_dim=3072, k=k)
+        assert (fc.k_in, fc.k_out, fc.feature_dim) == (128, 128, k) and fc.stage2.in_dim == 128 * 128
+    spec = _build("factgrass", in_dim=769, out_dim=3072, k=256, side_dim=None, blowup=4)  # SPEC 3.3's formula
+    assert (spec.k_in, spec.k_out) == (32, 32)
+    with pytest.raises(GrassError, match="not both"):
+        _build("factgrass", in_dim=769, out_dim=3072, k=256, blowup=4)
+    with pytest.raises(GrassError, match="needs a stage 2"):
+        _build("fact_mask", in_dim=769, out_dim=3072, k=256, side_dim=64)
 
 
 def test_same_seed_and_layer_give_the_same_map_other_layers_and_sides_differ():
@@ -139,7 +150,7 @@ def test_non_square_k_is_refused_with_a_suggestion(k, blowup, fragment):
 def test_bad_arguments_and_shapes_are_refused():
     with pytest.raises(GrassError, match="to be a perfect square"):
         _build("logra", 10, 10, 10)
-    with pytest.raises(GrassError, match="blowup=4 needs a stage 2"):
+    with pytest.raises(GrassError, match="blowup=4 .*needs a stage 2"):
         build_factorized({"kind": "factorized", "_target_": "grass.compress.factorized.factorized",
                           "side": {"_target_": "grass.compress.mask.RandomMask"}, "blowup": 4}, 10, 10, 4, 0, "x")
     fc = _build("fact_mask", 13, 11, 9)
