@@ -9,13 +9,11 @@ dense and 90 %-zero fp32 inputs. `x.clone()` reads and writes x once, so a kerne
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from benchlib import machine  # bench/ is the script's folder, first on sys.path
+from benchlib import machine, time_call  # bench/ is the script's folder, first on sys.path
 
 from grass.compress.sjlt import SJLT
 from grass.kernels import sjlt_cpu
@@ -26,22 +24,6 @@ DIMS = (100_000, 1_000_000)
 ZERO_FRACTIONS = (0.0, 0.9)
 REPEATS = 5
 OUT = Path(__file__).resolve().parent / "results" / "sjlt_kernels.json"
-
-
-def _median_ms(fn, repeats: int = REPEATS) -> tuple[float, float]:
-    """(wall, process CPU) median times in ms of fn() over `repeats` runs after one warm-up run.
-
-    On a shared machine the wall time includes waiting for other jobs; the CPU time (summed over this
-    process's threads) is the work done, so both are kept.
-    """
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
 def bench_case(d: int, zero_frac: float) -> dict:
@@ -60,7 +42,8 @@ def bench_case(d: int, zero_frac: float) -> dict:
                      ("cpp", lambda: sjlt_cpu.sjlt_forward(x, h, s, K)),
                      ("cpp_compact_tables", lambda: sjlt_cpu.sjlt_forward(x, h32, s8, K, scale)),
                      ("clone", lambda: x.clone())):
-        row[f"{name}_ms"], row[f"{name}_cpu_ms"] = _median_ms(fn)
+        timing = time_call(fn, repeats=REPEATS)  # median wall and process-CPU ms after a warm-up call
+        row[f"{name}_ms"], row[f"{name}_cpu_ms"] = timing["ms"], timing["cpu_ms"]
     row["speedup_vs_reference"] = row["reference_ms"] / row["cpp_ms"]
     row["cpp_over_clone"] = row["cpp_ms"] / row["clone_ms"]
     row["speedup_vs_reference_cpu"] = row["reference_cpu_ms"] / row["cpp_cpu_ms"]
