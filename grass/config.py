@@ -65,6 +65,8 @@ class SelectiveMaskConfig:
 
     checkpoint: int = 0
     n_rows: int = 1000  # seeded subset of train examples whose gradients the mask learns from
+    n_heldout: int = 200  # further train examples (disjoint) on which learned and random masks are compared
+    capture_budget_gb: float = 4.0  # per-layer masks: layer gradients of the rows captured together per pass
     lr: float = 5e-5
     reg: float = 1e-6
     epochs: int = 5000

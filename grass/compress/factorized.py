@@ -14,6 +14,7 @@ proj_dim=K, seed=seed, layer_name=name)`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Callable
@@ -120,6 +121,29 @@ def _clamped(k: int, width: int, layer_name: str, side: str) -> int:
     return k
 
 
+def side_widths(in_dim: int, out_dim: int, proj_dim: int, blowup: int = 1, side_dim: int | None = None,
+                layer_name: str = "") -> tuple[int, int]:
+    """Stage-1 side widths (k_in, k_out): `side_dim`, or sqrt(blowup * K), each clamped to its layer width."""
+    if isinstance(blowup, bool) or not hasattr(blowup, "__index__") or int(blowup) < 1:
+        raise GrassError(f"factorized compressor: blowup must be an integer >= 1, got {blowup!r}")
+    if side_dim is not None and int(blowup) != 1:
+        raise GrassError(f"factorized compressor: set side_dim ({side_dim}) or blowup ({blowup}), not both")
+    if side_dim is not None and (isinstance(side_dim, bool) or not hasattr(side_dim, "__index__") or int(side_dim) < 1):
+        raise GrassError(f"factorized compressor: side_dim must be a positive integer, got {side_dim!r}")
+    if int(proj_dim) <= 0:
+        raise GrassError(f"factorized compressor: proj_dim (per-layer K) must be positive, got {proj_dim}")
+    k = int(side_dim) if side_dim is not None else side_width(int(proj_dim), int(blowup))
+    return _clamped(k, int(in_dim), layer_name, "input"), _clamped(k, int(out_dim), layer_name, "output")
+
+
+def node_side_widths(node, in_dim: int, out_dim: int, proj_dim: int, layer_name: str = "") -> tuple[int, int]:
+    """side_widths for a `kind: factorized` config node (its side_dim / blowup, else `factorized`'s defaults)."""
+    spec = plain_node(node)
+    defaults = inspect.signature(factorized).parameters
+    return side_widths(in_dim, out_dim, proj_dim, blowup=spec.get("blowup", defaults["blowup"].default),
+                       side_dim=spec.get("side_dim", defaults["side_dim"].default), layer_name=layer_name)
+
+
 def factorized(in_dim: int, out_dim: int, proj_dim: int, seed: int, layer_name: str,
                side: CompressorFactory, stage2: CompressorFactory | None = None,
                blowup: int = 1, side_dim: int | None = None) -> FactorizedCompressor:
@@ -131,21 +155,17 @@ def factorized(in_dim: int, out_dim: int, proj_dim: int, seed: int, layer_name: 
     rows do ("RM 128x128 -> SJLT K"); it excludes blowup. Seeds: derive_seed(seed, layer_name, "in" |
     "out" | "stage2"). Stage 2 is skipped (and logged) when the sides already give k_out * k_in <= K.
     """
-    if isinstance(blowup, bool) or not hasattr(blowup, "__index__") or int(blowup) < 1:
-        raise GrassError(f"factorized compressor: blowup must be an integer >= 1, got {blowup!r}")
-    if side_dim is not None and int(blowup) != 1:
-        raise GrassError(f"factorized compressor: set side_dim ({side_dim}) or blowup ({blowup}), not both")
-    if side_dim is not None and (isinstance(side_dim, bool) or not hasattr(side_dim, "__index__") or int(side_dim) < 1):
-        raise GrassError(f"factorized compressor: side_dim must be a positive integer, got {side_dim!r}")
     if (int(blowup) != 1 or side_dim is not None) and stage2 is None:
         raise GrassError(f"factorized compressor: blowup={blowup} / side_dim={side_dim} needs a stage 2 to "
                          f"bring the sides' product back to K; set stage2, or blowup=1 and side_dim=null")
-    if int(proj_dim) <= 0:
-        raise GrassError(f"factorized compressor: proj_dim (per-layer K) must be positive, got {proj_dim}")
-    k = int(side_dim) if side_dim is not None else side_width(int(proj_dim), int(blowup))
-    k_in, k_out = _clamped(k, int(in_dim), layer_name, "input"), _clamped(k, int(out_dim), layer_name, "output")
-    in_side = side(in_dim=int(in_dim), out_dim=k_in, seed=derive_seed(seed, layer_name, "in"))
-    out_side = side(in_dim=int(out_dim), out_dim=k_out, seed=derive_seed(seed, layer_name, "out"))
+    k_in, k_out = side_widths(in_dim, out_dim, proj_dim, blowup=blowup, side_dim=side_dim, layer_name=layer_name)
+    extra = {}
+    if getattr(getattr(side, "func", side), "per_layer_mask", False):  # a learned mask: one file per layer and side
+        extra = {"layer": str(layer_name), "pair": (k_in, k_out)}
+    in_side = side(in_dim=int(in_dim), out_dim=k_in, seed=derive_seed(seed, layer_name, "in"),
+                   **({**extra, "side": "in"} if extra else {}))
+    out_side = side(in_dim=int(out_dim), out_dim=k_out, seed=derive_seed(seed, layer_name, "out"),
+                    **({**extra, "side": "out"} if extra else {}))
     stage1_dim = in_side.out_dim * out_side.out_dim  # from the built sides: identity keeps its width
     last = None
     if stage2 is not None and stage1_dim > int(proj_dim):

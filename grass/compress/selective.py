@@ -21,21 +21,32 @@ from grass.instantiate import plain_node
 from grass.selective.artifact import FLAT, load_mask, mask_path
 
 
-def _load(in_dim: int, k: int, mask_dir, layer: str, side, expected_fingerprint) -> tuple[torch.Tensor, str]:
+def _load(in_dim: int, k: int, mask_dir, layer: str, side, expected_fingerprint,
+          pair=None) -> tuple[torch.Tensor, str]:
     if not mask_dir:
         raise GrassError("selective mask compressor: mask_dir is not set (conf/compressor/selective_mask.yaml "
                          "sets it from paths.artifacts)")
     check_mask_size(int(k), int(in_dim), "selective mask")
-    path = mask_path(mask_dir, int(k), layer, side)
+    if side is not None and pair is None:
+        raise GrassError(f"selective mask for side {side!r} of layer '{layer}': the (k_in, k_out) pair its sides were "
+                         "learned with is needed (grass.compress.factorized passes it)")
+    path = mask_path(mask_dir, int(k) if side is None else tuple(pair), layer, side)
     return load_mask(path, expected_fingerprint, int(in_dim), int(k)), str(path)
 
 
 class SelectiveMask(IndexMask):
-    """x [B, d] -> x[:, I] [B, k] float32, I = the k indices learned by stage=selective_mask (scale 1)."""
+    """x [B, d] -> x[:, I] [B, k] float32, I = the k indices learned by stage=selective_mask (scale 1).
+
+    As a side of a factorized compressor (fact_sm, factgrass_sm) it reads the mask of one layer and side,
+    learned jointly with the other side: layer, side ("in" | "out") and pair (k_in, k_out) are passed by
+    grass.compress.factorized, which checks `per_layer_mask`.
+    """
+
+    per_layer_mask = True
 
     def __init__(self, in_dim: int, out_dim: int, seed: int = 0, mask_dir: str | None = None, layer: str = FLAT,
-                 side: str | None = None, expected_fingerprint: Mapping | None = None) -> None:
-        indices, self.mask_file = _load(in_dim, out_dim, mask_dir, layer, side, expected_fingerprint)
+                 side: str | None = None, expected_fingerprint: Mapping | None = None, pair=None) -> None:
+        indices, self.mask_file = _load(in_dim, out_dim, mask_dir, layer, side, expected_fingerprint, pair)
         super().__init__(in_dim, indices, seed)
 
     @classmethod

@@ -1,8 +1,10 @@
-"""Selective masks on disk (SPEC 4): `<mask_dir>/<k>/<layer>.pt`, or `<layer>.<side>.pt` for a factorized side.
+"""Selective masks on disk (SPEC 4): `<mask_dir>/<k>/flat.pt`, or `<mask_dir>/<k_out>x<k_in>/<layer>.<side>.pt`
+for the two sides of a linear layer.
 
 mask_dir is `<artifacts>/selective_mask/<setting>`; k is the number of indices in the file (for GraSS with
 a selective mask that is the mask size k' = blowup * proj_dim, not proj_dim); layer is "flat" for
-whole-model gradients. Each file holds the sorted indices, the width they index, and a fingerprint dict
+whole-model gradients. A layer's two sides are learned jointly, so both live in the folder of the pair
+(k_in, k_out): the input mask learned beside a 32-wide output mask is not the one learned beside 64. Each file holds the sorted indices, the width they index, and a fingerprint dict
 of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
 fingerprint it expects and is refused on any difference, never handed another run's mask.
 """
@@ -31,14 +33,19 @@ def mask_dir(artifacts, setting: str) -> Path:
     return Path(artifacts) / "selective_mask" / str(setting)
 
 
-def mask_path(directory, k: int, layer: str = FLAT, side: str | None = None) -> Path:
-    """<directory>/<k>/<layer>.pt, or <directory>/<k>/<layer>.<side>.pt with side in SIDES."""
+def mask_path(directory, k, layer: str = FLAT, side: str | None = None) -> Path:
+    """<directory>/<k>/<layer>.pt (k an int), or <directory>/<k_out>x<k_in>/<layer>.<side>.pt for side in
+    SIDES, where k = (k_in, k_out) is the pair the layer's sides were learned with."""
     if not layer or "/" in layer or "\\" in layer or layer.startswith("."):
         raise GrassError(f"selective mask: layer name {layer!r} cannot be a file name")
-    if side is not None and side not in SIDES:
+    if side is None:
+        return Path(directory) / str(int(k)) / f"{layer}.pt"
+    if side not in SIDES:
         raise GrassError(f"selective mask: side must be one of {list(SIDES)} or None, got {side!r}")
-    name = layer if side is None else f"{layer}.{side}"
-    return Path(directory) / str(int(k)) / f"{name}.pt"
+    if isinstance(k, int) or len(k) != 2:
+        raise GrassError(f"selective mask: a layer side's k is the pair (k_in, k_out), got {k!r}")
+    k_in, k_out = (int(v) for v in k)
+    return Path(directory) / f"{k_out}x{k_in}" / f"{layer}.{side}.pt"
 
 
 def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int) -> dict:
@@ -70,11 +77,11 @@ def save_result(directory, layer: str, result: MaskResult, in_dims, fingerprint:
         raise GrassError(f"selective mask: {len(indices)} index sets but in_dims {in_dims!r}")
     info = {"curve": [list(p) for p in result.curve], "curve_fields": ["epoch", "spearman", "loss", "spearman_topk"],
             "stopped_early": result.stopped_early, "epochs_run": result.epochs_run}
-    paths = []
-    for s, (idx, dim) in enumerate(zip(indices, dims)):
-        side = SIDES[s] if paired else None
-        paths.append(save_mask(mask_path(directory, idx.numel(), layer, side), idx, dim, fingerprint, info))
-    return paths
+    if paired:
+        pair = tuple(idx.numel() for idx in indices)
+        return [save_mask(mask_path(directory, pair, layer, side), idx, dim, fingerprint, info)
+                for side, idx, dim in zip(SIDES, indices, dims)]
+    return [save_mask(mask_path(directory, indices[0].numel(), layer), indices[0], dims[0], fingerprint, info)]
 
 
 def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -> Tensor:

@@ -1,16 +1,16 @@
 """Learn a selective mask (SPEC 4): which k coordinates keep the ranking of gradient inner products.
 
-Input is either flat per-example gradients g [N, d], or, for one linear layer with one token per
-example, the paired factors (a [N, d_in], delta [N, d_out]) of G = delta a^T. Then
-<G_t, G_i> = <a_t, a_i> * <delta_t, delta_i>, so the Gram matrices are built without G and one mask
-per side is learned jointly. Each tensor is a "side"; the flat case is a single side.
+Input is flat per-example gradients g [N, d] (one side), or one linear layer's gradients with two sides,
+input and output gradient, whose masks are learned jointly: the paired one-token factors
+(a [N, d_in], delta [N, d_out]) of G = delta a^T, or LayerGrads(G [N, O, I']) summed over many tokens
+(grass.selective.gradsets computes the weighted inner products of each shape).
 
 Rows are split once (seeded, 80/20) into "train" rows i and "query" rows t; every side uses the same
 row split, so the input and output factors of one example stay paired.
 
 With soft masks m_s = sigmoid(S_s / T) (S_s ~ N(0, 0.01^2) seeded, one logit per coordinate):
-  A[t, i] = prod_s <x_{s,t}, x_{s,i}>                       (fixed, [Nq, Nt])
-  B[t, i] = prod_s <m_s x_{s,t}, m_s x_{s,i}> = prod_s (x_{s,t} * m_s^2) . x_{s,i}
+  A[t, i] = <G_t, G_i>                                      (fixed, [Nq, Nt])
+  B[t, i] = <M(G_t), M(G_i)>, M scaling coordinate j of side s by m_{s,j}
   loss    = -mean_t pearson(A[t, :], B[t, :]) + reg * sum_s sum_j m_{s,j}
 Adam on S, one step per batch. An epoch is one pass over the query rows: the whole [Nq, Nt] matrix in one
 step (batch_size=None, the default) or mini-batches of query rows against all train rows (a query's
@@ -41,10 +41,10 @@ from grass.compress.mask import check_mask_size
 from grass.errors import GrassError
 from grass.lds.metric import spearman_columns
 from grass.seeding import generator
+from grass.selective.gradsets import Grads, LayerGrads, RowSet, as_rowset  # noqa: F401 (LayerGrads re-exported)
 
 log = logging.getLogger(__name__)
 
-Grads = Union[Tensor, Sequence[Tensor]]  # g [N, d], or paired sides (a [N, d_in], delta [N, d_out])
 STOP_METRICS = ("soft", "topk")
 INIT_STD = 0.01
 
@@ -87,33 +87,9 @@ def split_rows(n: int, seed: int, query_fraction: float = 0.2) -> tuple[Tensor, 
     return perm[n_query:].sort().values, perm[:n_query].sort().values
 
 
-def as_sides(grads: Grads) -> list[Tensor]:
-    """Validate g [N, d] or paired (a [N, d_in], delta [N, d_out]) and return the list of sides (float32)."""
-    sides = [grads] if isinstance(grads, Tensor) else list(grads)
-    if not sides or not all(isinstance(x, Tensor) for x in sides):
-        raise GrassError("selective mask: grads must be a tensor [N, d] or a pair of tensors ([N, d_in], [N, d_out])")
-    for s, x in enumerate(sides):
-        if x.ndim != 2:
-            raise GrassError(f"selective mask: side {s} must be [N, d] (one token per example), got {list(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise GrassError(f"selective mask: side {s} holds non-finite values")
-    if len({x.shape[0] for x in sides}) != 1:
-        raise GrassError(f"selective mask: paired sides must have the same rows, got {[list(x.shape) for x in sides]}")
-    return [x.float() for x in sides]
-
-
-def gram(query: Sequence[Tensor], train: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
-    """prod_s (query_s * w_s) @ train_s^T  ->  [Nq, Nt]; w_s [d_s] (None: exact inner products)."""
-    out = None
-    for s, (q, t) in enumerate(zip(query, train)):
-        g = (q if weights is None else q * weights[s]) @ t.T
-        out = g if out is None else out * g
-    return out
-
-
-def masked_gram(query: Sequence[Tensor], train: Sequence[Tensor], indices: Sequence[Tensor]) -> Tensor:
-    """Inner products of the hard-masked rows, prod_s q_s[:, I_s] @ t_s[:, I_s]^T  ->  [Nq, Nt]."""
-    return gram([q[:, i] for q, i in zip(query, indices)], [t[:, i] for t, i in zip(train, indices)])
+def gram(query: Grads, train: Grads, weights: Sequence[Tensor] | None = None) -> Tensor:
+    """Inner products [Nq, Nt] of query rows with train rows, side s weighted by w_s [d_s] (None: exact)."""
+    return as_rowset(query).gram(as_rowset(train), weights)
 
 
 def row_spearman(exact: Tensor, approx: Tensor) -> float:
@@ -125,20 +101,27 @@ def row_spearman(exact: Tensor, approx: Tensor) -> float:
     return float(torch.nan_to_num(rho, nan=0.0).mean())  # NaN only where approx is constant: no ranking
 
 
+def _index_list(rows: RowSet, indices) -> list[Tensor]:
+    idx = [indices] if isinstance(indices, Tensor) else list(indices)
+    if len(idx) != len(rows.widths):
+        raise GrassError(f"selective mask: {len(rows.widths)} sides but {len(idx)} index sets")
+    return idx
+
+
 def inner_product_fidelity(query: Grads, train: Grads, indices) -> float:
     """Mean Spearman, over query rows, of exact vs masked inner products with the train rows.
 
-    query/train: g [Nq, d] / [Nt, d], or paired sides; indices: LongTensor [k] or one per side.
+    query/train: g [Nq, d] / [Nt, d], paired sides, or LayerGrads; indices: LongTensor [k] or one per side.
     Query rows whose exact inner products are constant are skipped.
     """
-    q, t = as_sides(query), as_sides(train)
-    idx = [indices] if isinstance(indices, Tensor) else list(indices)
-    exact = gram(q, t)
-    keep = exact.std(dim=1) > 0
-    if not bool(keep.any()):
+    q, t = as_rowset(query), as_rowset(train)
+    idx = _index_list(q, indices)
+    exact = q.gram(t)
+    keep = (exact.std(dim=1) > 0).nonzero().flatten()
+    if not keep.numel():
         raise GrassError("inner_product_fidelity: every query row has constant inner products")
-    q = [x[keep] for x in q]
-    return row_spearman(exact[keep], masked_gram(q, t, [i.to(x.device) for i, x in zip(idx, q)]))
+    q = q.take(keep)
+    return row_spearman(exact[keep], q.select(idx).gram(t.select(idx)))
 
 
 def _pearson_rows(exact_unit: Tensor, approx: Tensor) -> Tensor:
@@ -167,72 +150,84 @@ def _check_hyper(lr, reg, epochs, log_every, temperature, stop_on, batch_size) -
 def learn_mask(grads: Grads, k, lr: float = 5e-5, reg: float = 1e-6, epochs: int = 5000, log_every: int = 500,
                early_stop: float = 0.9, seed: int = 0, temperature: float = 1.0, query_fraction: float = 0.2,
                batch_size: int | None = None, stop_on: str = "soft", progress: bool = True) -> MaskResult:
-    """Learn k coordinates per side of grads (g [N, d] or paired (a [N, d_in], delta [N, d_out])).
+    """Learn k coordinates per side of grads: g [N, d], paired (a [N, I'], delta [N, O]), or LayerGrads.
 
-    k: int (every side) or one int per side. stop_on: "soft" measures B with the soft mask m (SPEC 4's B);
-    "topk" measures it with the hard top-k masks that will be used. Both are recorded in the curve.
+    k: int (every side) or one int per side (sides in SIDES order: input, output). A side whose k equals
+    its width is kept whole (weight 1, no logits). stop_on: "soft" measures B with the soft mask m
+    (SPEC 4's B); "topk" measures it with the hard top-k masks that will be used. Both go in the curve.
     """
-    sides = as_sides(grads)
-    ks = [int(k)] * len(sides) if hasattr(k, "__index__") else [int(v) for v in k]
-    if len(ks) != len(sides):
-        raise GrassError(f"selective mask: {len(sides)} sides but {len(ks)} values of k")
-    for s, (x, kk) in enumerate(zip(sides, ks)):
+    rows = as_rowset(grads)
+    widths = rows.widths
+    ks = [int(k)] * len(widths) if hasattr(k, "__index__") else [int(v) for v in k]
+    if len(ks) != len(widths):
+        raise GrassError(f"selective mask: {len(widths)} sides but {len(ks)} values of k")
+    for s, (width, kk) in enumerate(zip(widths, ks)):
         if kk < 1:
             raise GrassError(f"selective mask: k must be >= 1, got {kk} for side {s}")
-        check_mask_size(kk, x.shape[1], f"selective mask (side {s})")
+        check_mask_size(kk, width, f"selective mask (side {s})")
     _check_hyper(lr, reg, epochs, log_every, temperature, stop_on, batch_size)
 
-    train_rows, query_rows = split_rows(sides[0].shape[0], seed, query_fraction)
-    device = sides[0].device
-    train = [x[train_rows.to(device)] for x in sides]  # the same rows on every side: pairs stay paired
-    query = [x[query_rows.to(device)] for x in sides]
-    exact = gram(query, train)  # A [Nq, Nt]
-    keep = exact.std(dim=1) > 0  # a constant A row has no ranking to preserve
-    if not bool(keep.any()):
+    train_rows, query_rows = split_rows(rows.n, seed, query_fraction)
+    train, query = rows.take(train_rows), rows.take(query_rows)  # same rows on every side: pairs stay paired
+    exact = query.gram(train)  # A [Nq, Nt]
+    keep = (exact.std(dim=1) > 0).nonzero().flatten()  # a constant A row has no ranking to preserve
+    if not keep.numel():
         raise GrassError("selective mask: every query row has constant inner products (all-zero gradients?)")
-    if not bool(keep.all()):
+    if keep.numel() < exact.shape[0]:
         log.info("selective mask: %d of %d query rows have constant inner products; skipped",
-                 int((~keep).sum()), keep.numel())
-    query, exact = [q[keep] for q in query], exact[keep]
+                 exact.shape[0] - keep.numel(), exact.shape[0])
+    query, exact = query.take(keep), exact[keep]
     centred = exact - exact.mean(dim=1, keepdim=True)
     exact_unit = centred / centred.norm(dim=1, keepdim=True)
 
-    logits = [(torch.randn(x.shape[1], generator=generator(seed, "selective_mask", "init", s)) * INIT_STD)
-              .to(device).requires_grad_() for s, x in enumerate(sides)]
-    opt = torch.optim.Adam(logits, lr=lr)
+    device = exact.device
+    learned = [kk < width for width, kk in zip(widths, ks)]  # a full-width side is kept whole
+    logits = {s: (torch.randn(width, generator=generator(seed, "selective_mask", "init", s)) * INIT_STD)
+              .to(device).requires_grad_() for s, width in enumerate(widths) if learned[s]}
+    if not logits:
+        log.info("selective mask: k equals the width on every side; keeping every coordinate")
+    opt = torch.optim.Adam(list(logits.values()), lr=lr) if logits else None
     batch_gen = generator(seed, "selective_mask", "batches")
     n_query = exact.shape[0]
 
-    def loss_of(rows: Tensor | None) -> Tensor:
-        masks = [torch.sigmoid(s / temperature) for s in logits]
-        q = query if rows is None else [x[rows] for x in query]
-        a = exact_unit if rows is None else exact_unit[rows]
-        loss = -_pearson_rows(a, gram(q, train, [m * m for m in masks])).mean()
-        for m, kk in zip(masks, ks):
-            if int((m.detach() > 0.5).sum()) > kk:  # keep at least k entries active
-                loss = loss + reg * m.sum()
+    def soft_masks() -> list[Tensor]:
+        return [torch.sigmoid(logits[s] / temperature) if s in logits else torch.ones(w, device=device)
+                for s, w in enumerate(widths)]
+
+    def loss_of(batch: Tensor | None) -> Tensor:
+        masks = soft_masks()
+        q = query if batch is None else query.take(batch)
+        a = exact_unit if batch is None else exact_unit[batch]
+        loss = -_pearson_rows(a, q.gram(train, [m * m for m in masks])).mean()
+        for s in logits:
+            if int((masks[s].detach() > 0.5).sum()) > ks[s]:  # keep at least k entries active
+                loss = loss + reg * masks[s].sum()
         return loss
+
+    def hard_indices() -> list[Tensor]:
+        return [_top_k(m, kk) for m, kk in zip(soft_masks(), ks)]
 
     def measure(epoch: int) -> CurvePoint:
         with torch.no_grad():
-            masks = [torch.sigmoid(s / temperature) for s in logits]
-            soft = row_spearman(exact, gram(query, train, [m * m for m in masks]))
-            top = [_top_k(m, kk).to(device) for m, kk in zip(masks, ks)]
-            hard = row_spearman(exact, masked_gram(query, train, top))
+            soft = row_spearman(exact, query.gram(train, [m * m for m in soft_masks()]))
+            top = hard_indices()
+            hard = row_spearman(exact, query.select(top).gram(train.select(top)))
             return CurvePoint(epoch, soft if stop_on == "soft" else hard, float(loss_of(None)), hard)
 
     curve = [measure(0)]
     stopped, epoch = False, 0
-    bar = tqdm(range(1, epochs + 1), desc="selective mask", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, epochs + 1), desc="selective mask", unit="epoch", disable=not progress or opt is None)
     for epoch in bar:
+        if opt is None:  # nothing to learn
+            break
         if batch_size is None:
             batches = [None]
         else:
             perm = torch.randperm(n_query, generator=batch_gen).to(device)
             batches = list(perm.split(batch_size))
-        for rows in batches:
+        for batch in batches:
             opt.zero_grad(set_to_none=True)
-            loss_of(rows).backward()
+            loss_of(batch).backward()
             opt.step()
         if epoch % log_every == 0 or epoch == epochs:
             point = measure(epoch)
@@ -247,6 +242,6 @@ def learn_mask(grads: Grads, k, lr: float = 5e-5, reg: float = 1e-6, epochs: int
                 break
     bar.close()
     with torch.no_grad():
-        indices = tuple(_top_k(torch.sigmoid(s / temperature), kk) for s, kk in zip(logits, ks))
-    return MaskResult(indices=indices[0] if isinstance(grads, Tensor) else indices, curve=curve,
-                      stopped_early=stopped, epochs_run=epoch, train_rows=train_rows, query_rows=query_rows)
+        indices = tuple(hard_indices())
+    return MaskResult(indices=indices[0] if isinstance(grads, Tensor) else indices, curve=curve, stopped_early=stopped,
+                      epochs_run=epoch if opt is not None else 0, train_rows=train_rows, query_rows=query_rows)

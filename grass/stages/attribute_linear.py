@@ -20,6 +20,7 @@ from grass.fingerprint import fingerprint
 from grass.seeding import derive_seed
 from grass.stages.context import RunContext
 from grass.stages.finetune import checkpoint_path
+from grass.stages.selective import compressor_node
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def build_layer_compressors(ctx: RunContext, model, seed: int) -> dict[str, Fact
     and caching a dense Gaussian), so time/compress_s measures the per-example cost of every method alike.
     """
     dims = layer_dims(model, list(ctx.cfg.capture.layers))
-    compressors = {name: build_factorized(ctx.cfg.compressor, in_dim=i, out_dim=o, proj_dim=ctx.cfg.proj_dim,
+    node = compressor_node(ctx)  # selective sides get this run's mask fingerprint
+    compressors = {name: build_factorized(node, in_dim=i, out_dim=o, proj_dim=ctx.cfg.proj_dim,
                                           seed=seed, layer_name=name) for name, (o, i) in dims.items()}
     for comp in compressors.values():
         comp(torch.zeros(1, 1, comp.in_dim, device=ctx.device), torch.zeros(1, 1, comp.grad_dim, device=ctx.device))

@@ -54,8 +54,11 @@ class Task(ABC):
         """The per-example target linear capture differentiates (grass.capture.linear LMTarget / ClassifierTarget)."""
 
     @abstractmethod
-    def batches(self, side: str, batch_size: int, device: torch.device) -> Iterator[Any]:
-        """Batches of the `train` or `query` examples, in order, as `target` reads them, on `device`."""
+    def batches(self, side: str, batch_size: int, device: torch.device,
+                rows: torch.Tensor | None = None) -> Iterator[Any]:
+        """Batches of the `train` or `query` examples, in order, as `target` reads them, on `device`.
+
+        rows: LongTensor of example numbers to take instead of all of them (in that order)."""
 
 
 def lightning_fit(ctx, module: L.LightningModule, loader, epochs: int, progress_bar: bool | None = None) -> None:

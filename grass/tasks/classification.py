@@ -46,8 +46,10 @@ class ClassificationTask(Task):
     def target(self, kind: str) -> ClassifierTarget:
         return ClassifierTarget(kind)
 
-    def batches(self, side: str, batch_size: int, device: torch.device):
+    def batches(self, side: str, batch_size: int, device: torch.device, rows: torch.Tensor | None = None):
         x, y = _side(self.data, side)
+        if rows is not None:
+            x, y = x[rows], y[rows]
         for i in range(0, len(y), batch_size):
             yield x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
 

@@ -129,12 +129,14 @@ class LanguageTask(Task):
     def target(self, kind: str) -> LMTarget:
         return LMTarget(kind)
 
-    def batches(self, side: str, batch_size: int, device: torch.device):
+    def batches(self, side: str, batch_size: int, device: torch.device, rows: torch.Tensor | None = None):
         if side == "train":
             ids, mask = self.data.train_ids, self.data.train_mask
         elif side == "query":
             ids, mask = self.data.query_ids, self.data.query_mask
         else:
             raise GrassError(f"side must be 'train' or 'query', got {side!r}")
+        if rows is not None:
+            ids, mask = ids[rows], mask[rows]
         for i in range(0, len(ids), batch_size):
             yield {k: v.to(device) for k, v in lm_batch(ids[i:i + batch_size], mask[i:i + batch_size]).items()}

@@ -1,29 +1,11 @@
 """The LM chain end to end (pretrain base, fine-tune subsets, ground truth, linear capture, per-layer eFIM, LDS)."""
 
 import math
-import random
 
 import pytest
 
 from grass.errors import GrassError
 from grass.pipeline import run
-
-WORDS = ("the of and to a in that was her his she he it had as with for not you be my at which mr on all "
-         "elizabeth darcy emma anne house sister letter walk morning evening brother father mother dear "
-         "happy little great good young much time never could would should every thing think").split()
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """Three small seeded pseudo-English documents (no download): enough for ~110 blocks of 32 tokens."""
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    rng = random.Random(0)
-    for d in range(3):
-        sentences = [" ".join(rng.choices(WORDS, k=rng.randint(5, 14))).capitalize() + "." for _ in range(160)]
-        (folder / f"doc{d}.txt").write_text(" ".join(sentences), encoding="utf-8")
-    return folder
-
 
 def _cfg(compose_cfg, corpus, *overrides):
     return compose_cfg(f"dataset.path={corpus}", *overrides, experiment="tiny_lm")

@@ -29,10 +29,10 @@ def test_layout(tmp_path):
     root = mask_dir(tmp_path / "artifacts", "mnist-mlp-s0")
     assert root == tmp_path / "artifacts" / "selective_mask" / "mnist-mlp-s0"
     assert mask_path(root, 64) == root / "64" / "flat.pt"
-    assert mask_path(root, 16, "h.0.mlp.c_fc", "in") == root / "16" / "h.0.mlp.c_fc.in.pt"
-    for layer, side in [("a/b", None), ("", None), ("fc1", "input")]:
+    assert mask_path(root, (16, 32), "h.0.mlp.c_fc", "in") == root / "32x16" / "h.0.mlp.c_fc.in.pt"
+    for layer, side, k in [("a/b", None, 4), ("", None, 4), ("fc1", "input", (4, 4)), ("fc1", "in", 4)]:
         with pytest.raises(GrassError):
-            mask_path(root, 4, layer, side)
+            mask_path(root, k, layer, side)
 
 
 def test_flat_round_trip(tmp_path):
@@ -48,12 +48,14 @@ def test_flat_round_trip(tmp_path):
 def test_per_layer_and_per_side(tmp_path):
     root = mask_dir(tmp_path, "s")
     paths = save_result(root, "fc1", _result((torch.tensor([1, 3]), torch.tensor([0, 2, 5]))), (8, 6), _fp())
-    assert paths == [mask_path(root, 2, "fc1", "in"), mask_path(root, 3, "fc1", "out")]
+    pair = (2, 3)  # (k_in, k_out): both sides live in the pair's folder "3x2"
+    assert paths == [mask_path(root, pair, "fc1", "in"), mask_path(root, pair, "fc1", "out")]
+    assert paths[0].parent.name == "3x2"
     save_result(root, "fc2", _result((torch.tensor([4, 7]), torch.tensor([1, 2, 3]))), (8, 6), _fp())
-    assert load_mask(mask_path(root, 2, "fc1", "in"), _fp(), 8, 2).tolist() == [1, 3]
-    assert load_mask(mask_path(root, 3, "fc1", "out"), _fp(), 6, 3).tolist() == [0, 2, 5]
-    assert load_mask(mask_path(root, 2, "fc2", "in"), _fp(), 8, 2).tolist() == [4, 7]
-    assert load_mask(mask_path(root, 3, "fc2", "out"), _fp(), 6, 3).tolist() == [1, 2, 3]
+    assert load_mask(mask_path(root, pair, "fc1", "in"), _fp(), 8, 2).tolist() == [1, 3]
+    assert load_mask(mask_path(root, pair, "fc1", "out"), _fp(), 6, 3).tolist() == [0, 2, 5]
+    assert load_mask(mask_path(root, pair, "fc2", "in"), _fp(), 8, 2).tolist() == [4, 7]
+    assert load_mask(mask_path(root, pair, "fc2", "out"), _fp(), 6, 3).tolist() == [1, 2, 3]
 
 
 def test_missing_mask_says_which_stage_makes_it(tmp_path):

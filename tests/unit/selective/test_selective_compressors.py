@@ -87,3 +87,41 @@ def test_configs_find_the_artifact(compose_cfg, tmp_path, name, k_file):
     node = {**OmegaConf.to_container(cfg.compressor, resolve=True), "expected_fingerprint": FP}
     comp = build_compressor(node, in_dim=300, out_dim=16, seed=1)
     assert comp(torch.randn(4, 300)).shape == (4, 16)
+
+
+def test_factorized_sides_load_the_mask_of_their_layer_side_and_pair(tmp_path):
+    from grass.compress.factorized import build_factorized
+
+    for side, idx, width in (("in", [0, 2, 5], 7), ("out", [1, 3, 4], 5)):
+        save_mask(mask_path(tmp_path, (3, 3), "h.0.fc", side), torch.tensor(idx), width, FP)
+    node = {"name": "fact_sm", "kind": "factorized", "_target_": "grass.compress.factorized.factorized",
+            "side": {"_target_": "grass.compress.selective.SelectiveMask", "mask_dir": str(tmp_path),
+                     "expected_fingerprint": FP}, "stage2": None, "blowup": 1}
+    comp = build_factorized(node, in_dim=7, out_dim=5, proj_dim=9, seed=0, layer_name="h.0.fc")
+    assert comp.in_side.indices.tolist() == [0, 2, 5] and comp.out_side.indices.tolist() == [1, 3, 4]
+    a, delta = torch.randn(2, 4, 7), torch.randn(2, 4, 5)
+    full = torch.einsum("bto,bti->boi", delta, a)
+    torch.testing.assert_close(comp(a, delta), full[:, [1, 3, 4]][:, :, [0, 2, 5]].reshape(2, 9))
+    with pytest.raises(GrassError, match="stage=selective_mask"):  # K = 16 needs the 4x4 pair: not learned
+        build_factorized(node, in_dim=7, out_dim=5, proj_dim=16, seed=0, layer_name="h.0.fc")
+    with pytest.raises(GrassError, match="pair"):
+        SelectiveMask(7, 3, mask_dir=str(tmp_path), layer="h.0.fc", side="in", expected_fingerprint=FP)
+
+
+def test_pipeline_fills_the_fingerprint_into_a_factorized_side(compose_cfg):
+    from grass.stages.selective import compressor_node, mask_node, uses_learned_mask
+
+    class Ctx:  # what compressor_node reads
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        def models_dir(self):
+            return tmp_models
+
+    tmp_models = type("P", (), {"name": "models-key"})()
+    cfg = compose_cfg("compressor=fact_sm", experiment="tiny_lm")
+    assert uses_learned_mask(cfg) and "mask_dir" in mask_node(cfg.compressor)
+    node = compressor_node(Ctx(cfg))
+    assert node["side"]["expected_fingerprint"]["models"] == "models-key" and "expected_fingerprint" not in node
+    assert "n_heldout" not in node["side"]["expected_fingerprint"]["learn"]
+    assert not uses_learned_mask(compose_cfg("compressor=factgrass", experiment="tiny_lm"))
