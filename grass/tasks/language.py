@@ -1,9 +1,10 @@
-"""Causal LMs on token blocks (GPT-2 family): base pretraining, subset fine-tuning, per-block margins.
+"""Causal LMs on token blocks (GPT-2, Llama): base pretraining, subset fine-tuning, per-block margins.
 
-A model whose dataset has pretrain blocks (gpt2_tiny on the offline corpus) first gets a base trained by
+A model that is not pretrained (gpt2_tiny) and whose dataset has pretrain blocks first gets a base trained by
 the framework on those blocks (`pretrain.*` in config), stored once as an artifact; subset models are
-then fine-tuned from it, so fine-tuning is real fine-tuning. Without pretrain blocks the model builder's
-weights are the base (GPT-2 small from the hub).
+then fine-tuned from it, so fine-tuning is real fine-tuning. Otherwise the model builder's weights are the
+base: always for a model config with `pretrained: true` (GPT-2 small, SmolLM2, Llama 3.1), whose dataset
+must then tokenize with the model's own tokenizer (same vocabulary size, no compaction).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from grass.capture.linear import LMTarget
 from grass.data.text import TextBlocks, lm_batch
 from grass.errors import GrassError
 from grass.fingerprint import fingerprint
-from grass.instantiate import instantiate_node
 from grass.io import atomic_save, load_checked
+from grass.models.build import build_lm, is_pretrained
 from grass.models.lm_module import CausalLMModule
 from grass.seeding import derive_seed, generator
 from grass.tasks.base import Task, lightning_fit
@@ -41,7 +42,12 @@ class LanguageTask(Task):
         self._base: nn.Module | None = None
 
     def fingerprint_extra(self) -> dict:
-        return {"pretrain": self.cfg.pretrain} if self.data.n_pretrain else {}
+        return {"pretrain": self.cfg.pretrain} if self.pretrains_base else {}
+
+    @property
+    def pretrains_base(self) -> bool:
+        """Whether grass trains the base on the pretrain blocks (a model not pretrained, and blocks to do it)."""
+        return bool(self.data.n_pretrain) and not is_pretrained(self.cfg.model)
 
     def base_path(self, ctx) -> Path:
         key = fingerprint({"dataset": self.cfg.dataset, "model": self.cfg.model, "pretrain": self.cfg.pretrain,
@@ -51,19 +57,35 @@ class LanguageTask(Task):
     def _build(self) -> nn.Module:
         # vocab_size null in the model config = as many token rows as the dataset's vocabulary
         fit_vocab = "vocab_size" in self.cfg.model and self.cfg.model.vocab_size is None
-        model = instantiate_node(self.cfg.model, "model", **({"vocab_size": self.data.vocab_size} if fit_vocab else {}))
+        model = build_lm(self.cfg.model, **({"vocab_size": self.data.vocab_size} if fit_vocab else {}))
         vocab = model.get_input_embeddings().num_embeddings
-        if vocab < self.data.vocab_size:
+        if is_pretrained(self.cfg.model):
+            self._check_own_tokenizer(vocab)
+        elif vocab < self.data.vocab_size:
             raise GrassError(f"model {self.cfg.model.name} has {vocab} token embeddings but the tokenizer of "
                              f"dataset {self.data.name} has {self.data.vocab_size} tokens")
         return model
+
+    def _check_own_tokenizer(self, vocab: int) -> None:
+        """A pretrained model reads its own tokenizer's ids: same vocabulary size, not renumbered."""
+        name, data = self.cfg.model.name, self.data
+        if data.vocab_map is not None:
+            raise GrassError(f"model {name} is pretrained on its tokenizer's own token ids, but dataset.compact_vocab="
+                             f"true renumbered them to the {data.vocab_size} tokens the blocks use; set "
+                             "dataset.compact_vocab=false")
+        if vocab != data.vocab_size:
+            raise GrassError(f"model {name} is pretrained with a {vocab}-token vocabulary but dataset {data.name} "
+                             f"was tokenized with a {data.vocab_size}-token tokenizer ({data.tokenizer_name or 'GPT-2 BPE'}); "
+                             "leave dataset.tokenizer at its default (it follows model.tokenizer, the model's own)")
 
     def prepare(self, ctx) -> None:
         if self._base is not None:
             return
         model = self._build()
-        if not self.data.n_pretrain:
-            log.info("no pretrain blocks: subset models fine-tune from the %s builder's weights", self.cfg.model.name)
+        if not self.pretrains_base:
+            why = "pretrained model" if is_pretrained(self.cfg.model) else "no pretrain blocks"
+            log.info("%s: subset models fine-tune from the %s builder's weights%s", why, self.cfg.model.name,
+                     f" ({self.data.n_pretrain} pretrain blocks unused)" if self.data.n_pretrain else "")
             self._base = model
             return
         path = self.base_path(ctx)

@@ -6,6 +6,7 @@ import torch
 from grass.data.text import TextBlocks
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
+from grass.models.build import build_lm
 
 LM_OVERRIDES = ("~model.hidden",)  # experiment=tiny sets the MLP's hidden sizes; an LM has none
 
@@ -45,4 +46,4 @@ def test_hub_configs_fail_offline_with_advice(compose_cfg):
     with pytest.raises(GrassError, match="dataset=local_text"):
         instantiate_node(cfg.dataset, "dataset")
     with pytest.raises(GrassError, match="model.name_or_path"):
-        instantiate_node(cfg.model, "model")
+        build_lm(cfg.model)
