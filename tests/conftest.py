@@ -29,3 +29,16 @@ def compose_cfg(tmp_path):
                            overrides=[f"experiment={experiment}", f"paths.root={tmp_path}/outputs", *overrides])
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory):
+    """A cache_dir holding SmolLM2-135M converted from its packaged GGUF file: one ~30 s conversion per session."""
+    from omegaconf import OmegaConf
+
+    from grass.models.gguf import converted_folder
+
+    spec = OmegaConf.load(REPO / "conf" / "model" / "smollm2_135m.yaml")
+    cache = tmp_path_factory.mktemp("gguf_cache")
+    converted_folder(spec.package, spec.gguf_file, cache)
+    return cache
