@@ -12,7 +12,7 @@ from grass.compress.factorized import build_factorized, is_factorized
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
-from grass.models.build import build_classifier
+from grass.models.build import build_classifier, build_lm
 from grass.track import Tracker
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -86,15 +86,21 @@ def test_datasets_load_or_say_why(compose_cfg, name, tmp_path):
     assert len(set(data.y_train.tolist())) == data.num_classes
 
 
+HUB_LMS = ("gpt2", "llama3_8b")  # need the hub: offline, the error says how to point at local files
+LMS = ("gpt2_tiny", "smollm2_135m", *HUB_LMS)
+
+
 @pytest.mark.parametrize("name", options("model"))
-def test_models_build(compose_cfg, name):
-    if name.startswith("gpt2"):
-        cfg = compose_cfg(f"model={name}", "dataset=local_text", "~model.hidden", "dataset.block_size=16")
-        if name == "gpt2":  # needs the hub: offline, the error says how to point at local files
+def test_models_build(compose_cfg, name, request):
+    if name in LMS:
+        cache = request.getfixturevalue("smollm2_cache") if name == "smollm2_135m" else None  # converted once
+        cfg = compose_cfg(f"model={name}", "dataset=local_text", "~model.hidden", "dataset.block_size=16",
+                          *([f"model.cache_dir={cache}"] if cache else []))
+        if name in HUB_LMS:
             with pytest.raises(GrassError, match="model.name_or_path"):
-                instantiate_node(cfg.model, "model")
+                build_lm(cfg.model)
             return
-        logits = instantiate_node(cfg.model, "model")(torch.zeros(1, 16, dtype=torch.long)).logits
+        logits = build_lm(cfg.model)(torch.zeros(1, 16, dtype=torch.long)).logits
         assert logits.shape[:2] == (1, 16)
         return
     cfg = compose_cfg(f"model={name}")
