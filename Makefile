@@ -43,8 +43,8 @@ TABLE2_DATA = $(if $(filter tiny,$(SCALE)),corpus,)
 ARGS ?=
 ROOT ?= outputs
 
-reproduce-table2: setup $(TABLE2_DATA)  ## Table 2: {logra, fact_sjlt, fact_mask, factgrass} x per-layer K {16x16, 32x32, 64x64}, then the table (SCALE=paper|tiny)
-	$(PY) run.py -m experiment=$(TABLE2) compressor=logra,fact_sjlt,fact_mask,factgrass proj_dim=256,1024,4096 paths.root=$(ROOT) $(ARGS)
+reproduce-table2: setup $(TABLE2_DATA)  ## Table 2: {logra, fact_sjlt, fact_mask, fact_sm, factgrass, factgrass_sm} x per-layer K {16x16, 32x32, 64x64}, then the table (SCALE=paper|tiny)
+	$(PY) run.py -m experiment=$(TABLE2) compressor=logra,fact_sjlt,fact_mask,fact_sm,factgrass,factgrass_sm proj_dim=256,1024,4096 paths.root=$(ROOT) $(ARGS)
 	$(PY) report.py experiment_name=$(TABLE2) paths.root=$(ROOT)
 
 table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|tiny)
