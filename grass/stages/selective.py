@@ -169,6 +169,10 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
     if len(heldout_rows) < 5:
         log.info("selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)", len(heldout_rows))
         return
+    if not results:  # the run that learned these masks measured them already
+        log.info("selective mask: every mask reused; the held-out comparison is in the metrics of the run that "
+                 "learned them")
+        return
     per_layer, total = {}, None
     for name, g in iter_layer_grads(model, target, ctx.task, heldout_rows, dims, batch_size, ctx.device, budget):
         grams = heldout_grams(LayerGrads(g), masks[name], cfg.seed, name)
