@@ -42,3 +42,19 @@ def smollm2_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("gguf_cache")
     converted_folder(spec.package, spec.gguf_file, cache)
     return cache
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """The hub is unreachable (not merely in offline mode): every TCP connection is refused."""
+    import socket
+
+    from grass.data.hub import OFFLINE_VARS
+
+    for var in OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    def refuse(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)

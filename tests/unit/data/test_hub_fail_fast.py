@@ -1,25 +1,13 @@
 """Hub-backed configs stop within seconds, with advice, when the hub cannot be reached."""
 
-import socket
 import time
 
 import pytest
 
-from grass.data.hub import OFFLINE_VARS, hub_unreachable
+from grass.data.hub import hub_unreachable
 from grass.data.wikitext import load_wikitext2
 from grass.errors import GrassError
 from grass.models.gpt2 import gpt2
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    for var in OFFLINE_VARS:
-        monkeypatch.delenv(var, raising=False)
-
-    def refuse(*args, **kwargs):
-        raise OSError("Name or service not known")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_unreachable_hub_fails_fast_with_advice(no_network):

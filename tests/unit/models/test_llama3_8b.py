@@ -1,7 +1,6 @@
 """conf/model/llama3_8b.yaml: Llama 3.1 8B Instruct from the hub (bf16); without network it fails within
 seconds with advice, a local folder loads instead, and the dataset's tokenizer follows the model."""
 
-import socket
 import time
 
 import pytest
@@ -9,25 +8,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from grass.capture.linear import select_linear_layers
-from grass.data.hub import OFFLINE_VARS
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import build_lm, is_pretrained
 
 HUB_NAME = "meta-llama/Llama-3.1-8B-Instruct"
 LM = ("model=llama3_8b", "~model.hidden", "dataset=local_text")  # experiment=tiny sets the MLP's hidden sizes
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """The hub is unreachable (not merely in offline mode): every TCP connection is refused."""
-    for var in OFFLINE_VARS:
-        monkeypatch.delenv(var, raising=False)
-
-    def refuse(*args, **kwargs):
-        raise OSError("Name or service not known")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_config_is_the_pretrained_hub_model_with_its_own_tokenizer(compose_cfg):
