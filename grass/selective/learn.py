@@ -41,7 +41,7 @@ from grass.compress.mask import check_mask_size
 from grass.errors import GrassError
 from grass.lds.metric import spearman_columns
 from grass.seeding import generator
-from grass.selective.gradsets import Grads, LayerGrads, RowSet, as_rowset  # noqa: F401 (LayerGrads re-exported)
+from grass.selective.gradsets import Grads, RowSet, as_rowset
 
 log = logging.getLogger(__name__)
 
