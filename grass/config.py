@@ -76,6 +76,8 @@ class SelectiveMaskConfig:
     query_fraction: float = 0.2
     batch_size: Optional[int] = None
     stop_on: str = "soft"  # soft | topk: which fidelity the early stop watches
+    init: str = "energy"  # energy | random (SPEC 4's N(0, 0.01^2)): where the logits start (see selective/learn.py)
+    relaxation: str = "straight_through"  # straight_through | soft (SPEC 4's sigmoid mask in B)
 
 
 @dataclass

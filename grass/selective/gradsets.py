@@ -1,6 +1,6 @@
 """Rows of per-example gradients whose inner products a selective mask must preserve (SPEC 4).
 
-Three shapes of input, one interface (`widths`, `n`, `take`, `gram`, `select`):
+Three shapes of input, one interface (`widths`, `n`, `take`, `gram`, `select`, `energy`):
 - flat gradients g [N, d]: one side;
 - paired factors of a one-token linear layer, (a [N, I'], delta [N, O]): G = delta a^T, so
   <G_t, G_i> = <a_t, a_i> * <delta_t, delta_i> and the Gram matrix is the product of the sides' Grams;
@@ -61,6 +61,19 @@ class ProductSides:
     def select(self, indices: Sequence[Tensor]) -> "ProductSides":
         return ProductSides([x[:, i.to(x.device)] for x, i in zip(self.sides, indices)])
 
+    def energy(self) -> list[Tensor]:
+        """Per side, [width_s]: sum over rows of x_s[n, j]^2 times the other sides' squared row norms."""
+        sq = [x.square() for x in self.sides]
+        norms = [x.sum(dim=1) for x in sq]
+        out = []
+        for s, x in enumerate(sq):
+            scale = torch.ones_like(norms[s])
+            for r, nr in enumerate(norms):
+                if r != s:
+                    scale = scale * nr
+            out.append(scale @ x)
+        return out
+
 
 class MatrixRows:
     """A linear layer's gradients G [N, O, I']; sides (input I', output O)."""
@@ -87,6 +100,11 @@ class MatrixRows:
     def select(self, indices: Sequence[Tensor]) -> "MatrixRows":
         idx_in, idx_out = (i.to(self.g.device) for i in indices)
         return MatrixRows(self.g[:, idx_out][:, :, idx_in])
+
+    def energy(self) -> list[Tensor]:
+        """Squared gradient mass per coordinate: [(sum over n, o of G^2) [I'], (sum over n, j of G^2) [O]]."""
+        sq = self.g.square()
+        return [sq.sum(dim=(0, 1)), sq.sum(dim=(0, 2))]
 
 
 RowSet = Union[ProductSides, MatrixRows]

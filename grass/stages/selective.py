@@ -66,7 +66,8 @@ def _learn(ctx: RunContext, grads, k) -> MaskResult:
     sm = ctx.cfg.selective_mask
     return learn_mask(grads, k, lr=sm.lr, reg=sm.reg, epochs=sm.epochs, log_every=sm.log_every,
                       early_stop=sm.early_stop, seed=ctx.cfg.seed, temperature=sm.temperature,
-                      query_fraction=sm.query_fraction, batch_size=sm.batch_size, stop_on=sm.stop_on)
+                      query_fraction=sm.query_fraction, batch_size=sm.batch_size, stop_on=sm.stop_on,
+                      init=sm.init, relaxation=sm.relaxation)
 
 
 def _rows(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +130,7 @@ def _run_flat(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: to
         save_result(cfg.compressor.mask_dir, "flat", result, p, fp)
         _log_curve(ctx, result, "selective")
         ctx.metrics.update({"selective/epochs_run": result.epochs_run, "selective/stopped_early": result.stopped_early,
+                            "selective/selected_epoch": result.selected_epoch,
                             "selective/curve": [list(pt) for pt in result.curve]})
         indices = result.indices
     if len(heldout_rows) >= 5:
@@ -165,6 +167,7 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
     ctx.metrics.update({"selective/layers_learned": len(results),
                         "selective/epochs_run": {n: r.epochs_run for n, r in results.items()},
                         "selective/stopped_early": {n: r.stopped_early for n, r in results.items()},
+                        "selective/selected_epoch": {n: r.selected_epoch for n, r in results.items()},
                         "selective/curve": {n: [list(pt) for pt in r.curve] for n, r in results.items()}})
     if len(heldout_rows) < 5:
         log.info("selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)", len(heldout_rows))

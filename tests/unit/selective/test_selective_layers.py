@@ -36,6 +36,18 @@ def test_weighted_gram_is_the_masked_inner_product():
     torch.testing.assert_close(sel.gram(sel), g[:, i_out][:, :, i_in].flatten(1) @ g[:, i_out][:, :, i_in].flatten(1).T)
 
 
+def test_energy_is_the_squared_gradient_mass_of_each_coordinate_in_every_shape():
+    g, a, d = _layer(tokens=1)
+    e_in, e_out = as_rowset(LayerGrads(g)).energy()
+    torch.testing.assert_close(e_in, (g ** 2).sum(dim=(0, 1)))
+    torch.testing.assert_close(e_out, (g ** 2).sum(dim=(0, 2)))
+    pe_in, pe_out = as_rowset([a[:, 0], d[:, 0]]).energy()  # one token: G = delta a^T, the same masses
+    torch.testing.assert_close(pe_in, e_in, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(pe_out, e_out, rtol=1e-5, atol=1e-4)
+    (flat,) = as_rowset(g.flatten(1)).energy()
+    torch.testing.assert_close(flat, (g.flatten(1) ** 2).sum(dim=0))
+
+
 def test_one_token_layer_grads_learn_the_same_masks_as_paired_factors():
     _, a, d = _layer(tokens=1)
     g = torch.einsum("bto,bti->boi", d, a)

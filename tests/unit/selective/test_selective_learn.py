@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grass.errors import GrassError
-from grass.selective.learn import MaskResult, gram, learn_mask, split_rows
+from grass.selective.learn import MaskResult, gram, inner_product_fidelity, learn_mask, split_rows
 
 FAST = dict(lr=0.01, reg=1e-2, temperature=0.01, progress=False)
 
@@ -32,8 +32,10 @@ def test_exactly_k_sorted_unique(k):
         assert [p.epoch for p in res.curve] == [0, 3, 6] and res.epochs_run == 6 and not res.stopped_early
 
 
-def test_finds_the_informative_coordinates():
-    res = learn_mask(_informative(), 3, epochs=40, log_every=20, early_stop=-1.0, **FAST)
+@pytest.mark.parametrize("init,relaxation", [("energy", "straight_through"), ("random", "soft")])
+def test_finds_the_informative_coordinates(init, relaxation):
+    res = learn_mask(_informative(), 3, epochs=40, log_every=20, early_stop=-1.0, init=init, relaxation=relaxation,
+                     **FAST)
     assert res.indices.tolist() == [3, 50, 177]
     assert res.curve[-1].spearman_topk > 0.95
 
@@ -77,6 +79,46 @@ def test_the_stop_metric_is_the_chosen_one():
     assert soft.curve[0].spearman != soft.curve[0].spearman_topk  # soft mask vs hard top-k differ at init
 
 
+def test_energy_init_starts_from_the_energy_top_k():
+    g = torch.randn(80, 50, generator=torch.Generator().manual_seed(7)) * torch.linspace(0.5, 2.0, 50)
+    res = learn_mask(g, 6, lr=1e-12, reg=0.0, epochs=1, log_every=1, early_stop=-1.0, temperature=0.01,
+                     progress=False)
+    energy = (g[res.train_rows] ** 2).sum(dim=0)
+    assert res.selected_epoch == 0
+    assert res.indices.tolist() == energy.topk(6).indices.sort().values.tolist()
+
+
+def test_learning_moves_past_the_energy_start():
+    # Five coordinates carry the most energy but are constant across rows, so they shift every inner product
+    # of a query row alike and rank nothing; five others carry the ranking. The energy start picks the first
+    # five; the straight-through loss (the fidelity of the hard mask itself) must move the mask to the others.
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(300, 100, generator=gen)
+    g[:, :5] = 10.0 + 0.01 * torch.randn(300, 5, generator=gen)
+    g[:, 50:55] *= 3.0
+    fit, held = g[:200], g[200:]
+    energy = (fit ** 2).sum(dim=0).topk(5).indices.sort().values
+    res = learn_mask(fit, 5, lr=0.01, reg=1e-3, temperature=0.01, epochs=60, log_every=10, early_stop=-1.0,
+                     progress=False)
+    assert energy.tolist() == [0, 1, 2, 3, 4] and res.indices.tolist() == [50, 51, 52, 53, 54]
+    start, learned = (inner_product_fidelity(held[:20], held[20:], idx) for idx in (energy, res.indices))
+    assert learned > start + 0.5
+
+
+def test_straight_through_returns_the_best_logged_mask_soft_the_last():
+    g = torch.randn(100, 60, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.2, 3.0, 60)
+    common = dict(lr=0.05, reg=1e-3, temperature=0.01, epochs=30, log_every=5, early_stop=-1.0, progress=False)
+    best = learn_mask(g, 8, **common)
+    point = next(p for p in best.curve if p.epoch == best.selected_epoch)
+    assert point.spearman_topk == max(p.spearman_topk for p in best.curve)
+    on_split = inner_product_fidelity(g[best.query_rows], g[best.train_rows], best.indices)
+    assert on_split == pytest.approx(point.spearman_topk, abs=1e-6)
+    last = learn_mask(g, 8, init="random", relaxation="soft", **common)
+    assert last.selected_epoch == last.curve[-1].epoch == 30
+    on_split = inner_product_fidelity(g[last.query_rows], g[last.train_rows], last.indices)
+    assert on_split == pytest.approx(last.curve[-1].spearman_topk, abs=1e-6)
+
+
 def test_paired_sides_share_one_row_split():
     # The factorized target Gram must equal that of the materialized per-example gradients G_b = delta_b a_b^T
     # on the same rows: it would not if the two sides were split (or shuffled) differently.
@@ -113,6 +155,8 @@ def test_paired_sides_learn_each_sides_informative_coordinates():
         (torch.randn(20, 10), 2, {"epochs": 0}, "epochs >= 1"),
         (torch.randn(20, 10), 2, {"temperature": 0.0}, "temperature > 0"),
         (torch.randn(20, 10), 2, {"batch_size": 0}, "batch_size"),
+        (torch.randn(20, 10), 2, {"init": "zeros"}, "init='zeros'"),
+        (torch.randn(20, 10), 2, {"relaxation": "gumbel"}, "relaxation='gumbel'"),
     ],
 )
 def test_rejects_bad_input(grads, k, kwargs, fragment):
