@@ -50,6 +50,9 @@ reproduce-table2: setup $(TABLE2_DATA)  ## Table 2: {logra, fact_sjlt, fact_mask
 table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|tiny)
 	$(PY) report.py experiment_name=$(TABLE2) paths.root=$(ROOT)
 
+staged-smollm2: setup corpus  ## pipeline=store on the real SmolLM2-135M offline: cache, precondition, ifvp, attribute (prompt report), self_influence
+	$(PY) run.py experiment=smollm2_staged stage=all paths.root=$(ROOT) $(ARGS)
+
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
 

@@ -6,11 +6,12 @@ on the chosen option (model, dataset, compressor, the attributor) are `Any`: the
 checked when instantiated.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -81,6 +82,21 @@ class SelectiveMaskConfig:
 
 
 @dataclass
+class StoreConfig:
+    """pipeline=store (the staged, sharded pipeline of grass.staged): where and how features are kept."""
+
+    dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<proj_dim>-s<seed>
+    dtype: str = "float32"  # float32 | bfloat16: storage of train and iFVP features
+    chunk_size: int = 64  # train rows per shard; workers split whole chunks
+    damping: float = 0.1  # relative, per layer: lambda * trace(F_l) / K_l (as tda=if_efim)
+    memory_budget_gb: float = 2.0  # attribute: train rows x queries scored per block fit this
+    top_k: int = 5  # training blocks shown per query in the report, each way
+    prompts_dir: Optional[str] = None  # a folder of *.txt prompts as queries; null: the dataset's query blocks
+    model: str = "checkpoint"  # checkpoint: the fine-tuned full-data model; base: the (pre)trained base as is
+    verify: str = "once"  # shard checksums: once per process | always
+
+
+@dataclass
 class TDAConfig:
     name: str = MISSING
     target: str = "margin"  # output function differentiated: margin | loss
@@ -129,7 +145,11 @@ class GrassConfig:
     experiment_name: str = "default"
     seed: int = 0
     proj_dim: int = 4096  # flat methods: whole-model k
-    stage: str = "all"  # all | finetune | selective_mask | groundtruth | attribute | lds
+    pipeline: str = "lds"  # lds: in-memory, scored by LDS | store: staged and sharded (grass.staged)
+    stage: str = "all"  # lds: all | finetune | selective_mask | groundtruth | attribute | lds
+    # store: all | cache | precondition | ifvp | attribute | self_influence
+    worker: str = "0/1"  # pipeline=store, stages cache / ifvp: this process's share i/N of the chunks (rank: torchrun's)
+    store: StoreConfig = field(default_factory=StoreConfig)
     damping_grid: List[float] = field(
         default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
     )
@@ -137,6 +157,17 @@ class GrassConfig:
     profile: bool = False
 
 
+def run_suffix(pipeline: str, stage: str, worker: str) -> str:
+    """pipeline=store runs of one config differ by stage and worker: each gets its own run folder."""
+    if pipeline != "store":
+        return ""
+    if worker == "rank":  # torchrun: one run folder per rank
+        worker = f"{os.environ.get('RANK', '0')}/{os.environ.get('WORLD_SIZE', '1')}"
+    return f"/{stage}" + ("" if str(worker) in ("0/1", "") else "-w" + str(worker).replace("/", "of"))
+
+
 def register_configs() -> None:
-    """Register the schema; idempotent, called by every entry point before Hydra composes."""
+    """Register the schema and resolvers; idempotent, called by every entry point before Hydra composes."""
     ConfigStore.instance().store(name="grass_schema", node=GrassConfig)
+    if not OmegaConf.has_resolver("grass_run_suffix"):
+        OmegaConf.register_new_resolver("grass_run_suffix", run_suffix)

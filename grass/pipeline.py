@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_save, atomic_write_json, load_checked
+from grass.staged.run import run_store_stages, store_stages
 from grass.stages.attribute import make_attributor, run_attribute
 from grass.stages.context import RunContext
 from grass.stages.evaluate import run_lds
@@ -22,6 +24,7 @@ from grass.track import Tracker
 
 log = logging.getLogger(__name__)
 STAGES = ("finetune", "selective_mask", "groundtruth", "attribute", "lds")
+PIPELINES = ("lds", "store")
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -34,7 +37,8 @@ def run_dir(cfg: DictConfig) -> Path:
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.paths.root) / cfg.experiment_name / f"{cfg.dataset.name}-{cfg.model.name}" / run_name(cfg)
+    return Path(cfg.paths.root) / cfg.experiment_name / f"{cfg.dataset.name}-{cfg.model.name}" / (
+        run_name(cfg) + run_suffix(cfg.pipeline, cfg.stage, cfg.worker))
 
 
 def stages_to_run(stage: str) -> list[str]:
@@ -47,7 +51,10 @@ def stages_to_run(stage: str) -> list[str]:
 
 def run(cfg: DictConfig) -> dict:
     """Run the configured stages; returns the metrics also written to <run dir>/metrics.json."""
-    stages = stages_to_run(cfg.stage)
+    if cfg.pipeline not in PIPELINES:
+        raise GrassError(f"pipeline={cfg.pipeline!r}; choose one of {list(PIPELINES)}")
+    staged = cfg.pipeline == "store"
+    stages = store_stages(cfg.stage) if staged else stages_to_run(cfg.stage)
     if cfg.proj_dim <= 0:
         raise GrassError(f"proj_dim must be positive, got {cfg.proj_dim}")
     if cfg.hardware.num_threads:
@@ -56,14 +63,17 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = instantiate_node(cfg.dataset, "dataset")
     task = make_task(cfg, data)
-    if "attribute" in stages:
+    if "attribute" in stages and not staged:
         make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     tracker = Tracker(cfg.logger, out, f"{cfg.experiment_name}/{run_name(cfg)}", plain_cfg)
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)
     ctx.metrics.update(_describe(cfg, task))
     try:
-        _run_stages(ctx, stages)
+        if staged:
+            run_store_stages(ctx)
+        else:
+            _run_stages(ctx, stages)
         tracker.summary(ctx.metrics)
     finally:
         tracker.finish()
@@ -97,7 +107,7 @@ def _describe(cfg: DictConfig, task) -> dict:
         "run/experiment": cfg.experiment_name, "run/dataset": cfg.dataset.name, "run/model": cfg.model.name,
         "run/compressor": cfg.compressor.name, "run/proj_dim": cfg.proj_dim, "run/tda": cfg.tda.name,
         "run/num_checkpoints": cfg.tda.num_checkpoints,
-        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/n_train": task.n_train, "run/n_query": task.n_query,
+        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/pipeline": cfg.pipeline, "run/worker": cfg.worker, "run/n_train": task.n_train, "run/n_query": task.n_query,
         "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run/machine": _machine(cfg),
     }
 

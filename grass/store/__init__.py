@@ -2,7 +2,7 @@
 
 from grass.store.feature_store import Chunk, FeatureStore
 from grass.store.index import StoreReport
-from grass.store.workers import chunk_ranges, parse_worker, pending_chunks, worker_chunks
+from grass.store.workers import chunk_ranges, parse_worker, pending_chunks, resolve_worker, worker_chunks
 
 __all__ = ["Chunk", "FeatureStore", "StoreReport", "chunk_ranges", "parse_worker", "pending_chunks",
-           "worker_chunks"]
+           "resolve_worker", "worker_chunks"]

@@ -5,6 +5,7 @@ The chunk grid depends only on (n_rows, chunk_size): chunk c holds rows [c * chu
 share a chunk and the N blocks cover every chunk.
 """
 
+import os
 import re
 
 from grass.errors import GrassError
@@ -22,6 +23,17 @@ def parse_worker(spec: str) -> tuple[int, int]:
     if count < 1 or index >= count:
         raise GrassError(f"worker={spec!r}: need N >= 1 and 0 <= i < N (workers are numbered 0..N-1)")
     return index, count
+
+
+def resolve_worker(spec: str) -> tuple[int, int]:
+    """parse_worker, plus worker=rank: this process's RANK / WORLD_SIZE under torch.distributed (torchrun)."""
+    if spec != "rank":
+        return parse_worker(spec)
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None or world is None:
+        raise GrassError("worker=rank takes this process's share from RANK and WORLD_SIZE, which torchrun sets; "
+                         "launch with `torchrun --nproc_per_node N run.py ...` or give worker=i/N")
+    return parse_worker(f"{rank}/{world}")
 
 
 def chunk_ranges(n_rows: int, chunk_size: int) -> list[tuple[int, int, int]]:

@@ -117,6 +117,11 @@ class LanguageTask(Task):
             raise GrassError("the base model is not prepared; the finetune stage prepares it")
         return copy.deepcopy(self._base)
 
+    def base_model(self, ctx) -> nn.Module:
+        """A copy of the model fine-tuning starts from (pretrained weights, or grass's pretrained base)."""
+        self.prepare(ctx)
+        return self._fresh().eval()
+
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
         self.prepare(ctx)
         L.seed_everything(seed % (2**31), workers=True, verbose=False)

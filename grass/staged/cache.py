@@ -1,0 +1,52 @@
+"""Stage `cache`: compressed per-layer train features of this worker's chunks into the train store.
+
+Resumable: only chunks no finished shard holds are computed (a killed run redoes its unfinished chunk).
+"""
+
+import logging
+
+import torch
+from tqdm.auto import tqdm
+
+from grass.capture.linear import LinearCapture
+from grass.staged.features import capture_rows
+from grass.staged.layout import cache_fingerprint, store_layout
+from grass.staged.model import attribution_model, layer_compressors
+from grass.staged.profile import profiled
+from grass.stages.context import RunContext
+from grass.store import FeatureStore, pending_chunks, resolve_worker
+
+log = logging.getLogger(__name__)
+
+
+def open_train_store(ctx: RunContext, compressors: dict | None = None, create: bool = False) -> FeatureStore:
+    """The train feature store of this config; an existing store made by another config is refused."""
+    cfg, path = ctx.cfg, store_layout(ctx).train
+    if not create:
+        return FeatureStore.open(path, cache_fingerprint(ctx), verify=cfg.store.verify)
+    layers = {name: comp.feature_dim for name, comp in compressors.items()}
+    return FeatureStore(path, cache_fingerprint(ctx), layers, ctx.task.n_train, dtype=cfg.store.dtype,
+                        chunk_size=cfg.store.chunk_size, verify=cfg.store.verify)
+
+
+def run_cache(ctx: RunContext) -> None:
+    cfg = ctx.cfg
+    worker, workers = resolve_worker(cfg.worker)
+    model = attribution_model(ctx)
+    compressors = layer_compressors(ctx, model)
+    store = open_train_store(ctx, compressors, create=True)
+    todo = pending_chunks(store, worker, workers)
+    log.info("cache: worker %d/%d, %d chunks to compute into %s", worker, workers, len(todo), store.path)
+    capture = LinearCapture(model, ctx.task.target(cfg.tda.target), list(cfg.capture.layers), compressors)
+    tokens_per_row = _tokens_per_row(ctx)
+    with profiled(ctx, "cache", "tokens") as box:
+        for chunk_id, start, stop in tqdm(todo, desc=f"cache {worker}/{workers}", unit="chunk"):
+            feats = capture_rows(ctx, capture, "train", torch.arange(start, stop))
+            store.write(worker, chunk_id, (start, stop), feats)
+            box["count"] += tokens_per_row * (stop - start)
+    ctx.metrics.update({"store/chunks_written": len(todo), "store/train_dim": store.dim,
+                        "store/layers": len(compressors)})
+
+
+def _tokens_per_row(ctx: RunContext) -> int:
+    return int(getattr(ctx.data, "block_size", 1) or 1)

@@ -1,0 +1,75 @@
+"""Where the staged pipeline keeps what each stage makes, and the fingerprint each product is keyed by.
+
+<store dir>/train/            FeatureStore of compressed train features   (cache)
+<store dir>/preconditioner.pt per layer (F_l + lambda_l I)^-1, F_l = Phi_l^T Phi_l / n   (precondition)
+<store dir>/ifvp/             FeatureStore of Phi_l (F_l + lambda_l I)^-1   (ifvp)
+<store dir>/scores/           FeatureStore [n_train, n_query] of scores   (attribute)
+<store dir>/self_influence.pt [n_train]                                   (self_influence)
+<store dir>/report.{md,html}  top training blocks per query               (attribute)
+
+Each product's fingerprint extends the one before it, so a setting changed between stages is refused by
+the first stage that reads the older product, with the differing keys named.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from grass.instantiate import plain_node
+from grass.stages.context import RunContext
+from grass.stages.selective import compressor_node
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    root: Path
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def ifvp(self) -> Path:
+        return self.root / "ifvp"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def preconditioner(self) -> Path:
+        return self.root / "preconditioner.pt"
+
+    @property
+    def self_influence(self) -> Path:
+        return self.root / "self_influence.pt"
+
+    def report(self, suffix: str) -> Path:
+        return self.root / f"report.{suffix}"
+
+
+def store_layout(ctx: RunContext) -> StoreLayout:
+    cfg = ctx.cfg
+    if cfg.store.dir:
+        return StoreLayout(Path(cfg.store.dir))
+    name = f"{cfg.compressor.name}-k{cfg.proj_dim}-s{cfg.seed}"
+    return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name)
+
+
+def model_identity(ctx: RunContext) -> dict:
+    """What fixes the attributed model's weights."""
+    cfg = ctx.cfg
+    if cfg.store.model == "checkpoint":
+        return {"checkpoint": 0, "models": ctx.models_dir().name}
+    return {"base": plain_node(cfg.model), **ctx.task.fingerprint_extra()}
+
+
+def cache_fingerprint(ctx: RunContext) -> dict:
+    """Train features depend on the model, the train data, the compressor (masks included) and its seed."""
+    cfg = ctx.cfg
+    return {"model": model_identity(ctx), "dataset": plain_node(cfg.dataset),
+            "compressor": plain_node(compressor_node(ctx)), "proj_dim": cfg.proj_dim, "seed": cfg.seed,
+            "target": cfg.tda.target, "layers": list(cfg.capture.layers)}
+
+
+def precondition_fingerprint(ctx: RunContext) -> dict:
+    return {**cache_fingerprint(ctx), "damping": ctx.cfg.store.damping}

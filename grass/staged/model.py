@@ -1,0 +1,45 @@
+"""The model the staged pipeline attributes, and its per-layer compressors (same seeds as pipeline=lds)."""
+
+import torch
+from torch import nn
+
+from grass.compress.factorized import FactorizedCompressor, is_factorized
+from grass.errors import GrassError
+from grass.seeding import derive_seed
+from grass.stages.attribute_linear import build_layer_compressors
+from grass.stages.context import RunContext
+from grass.stages.finetune import checkpoint_path
+
+MODEL_SOURCES = ("checkpoint", "base")
+
+
+def attribution_model(ctx: RunContext) -> nn.Module:
+    """store.model=checkpoint: the full-data fine-tuned model (stage=finetune of pipeline=lds makes it);
+    store.model=base: the base the fine-tuning starts from (a pretrained model as it is, e.g. SmolLM2)."""
+    source = ctx.cfg.store.model
+    if source not in MODEL_SOURCES:
+        raise GrassError(f"store.model={source!r}; choose one of {list(MODEL_SOURCES)}")
+    if source == "checkpoint":
+        path = checkpoint_path(ctx.models_dir(), 0)
+        if not path.exists():
+            raise GrassError(f"store.model=checkpoint attributes the fine-tuned full-data model {path}, which does not "
+                             f"exist: make it with the same overrides and pipeline=lds stage=finetune, or attribute "
+                             f"the base model as it is with store.model=base")
+        model = ctx.task.load(ctx, path)
+    else:
+        base = getattr(ctx.task, "base_model", None)
+        if base is None:
+            raise GrassError(f"store.model=base needs a task with a base model (language models); dataset "
+                             f"{ctx.cfg.dataset.name} trains from scratch: use store.model=checkpoint")
+        model = base(ctx)
+    return model.to(ctx.device).eval()
+
+
+def layer_compressors(ctx: RunContext, model: nn.Module) -> dict[str, FactorizedCompressor]:
+    """Checkpoint 0's per-layer compressors, exactly as pipeline=lds builds them (so features agree)."""
+    if not is_factorized(ctx.cfg.compressor):
+        raise GrassError(f"pipeline=store compresses linear layers from their factors: it needs a factorized "
+                         f"compressor (factgrass, logra, fact_sjlt, fact_mask, fact_sm, factgrass_sm), not "
+                         f"compressor={ctx.cfg.compressor.name}; flat compressors run with pipeline=lds")
+    with torch.no_grad():
+        return build_layer_compressors(ctx, model, derive_seed(ctx.cfg.seed, "linear", "checkpoint", 0))

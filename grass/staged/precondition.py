@@ -1,0 +1,67 @@
+"""Stage `precondition`: per layer P_l = (F_l + lambda_l I)^-1 from every train shard (block-diagonal eFIM).
+
+F_l = Phi_l^T Phi_l / n and lambda_l = damping * trace(F_l) / K_l: the relative damping of tda=if_efim
+(grass.attribute.attributors.InfluenceAttributor), so the staged scores equal pipeline=lds's if_efim scores
+at that damping. Gram matrices accumulate in float64, one chunk at a time.
+"""
+
+import logging
+
+import torch
+from tqdm.auto import tqdm
+
+from grass.errors import GrassError
+from grass.fingerprint import describe_diff, normalize
+from grass.io import atomic_save, load_checked
+from grass.staged.cache import open_train_store
+from grass.staged.layout import precondition_fingerprint, store_layout
+from grass.staged.profile import profiled
+from grass.stages.context import RunContext
+from grass.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+def preconditioners(store: FeatureStore, damping: float) -> dict[str, torch.Tensor]:
+    """{layer: (F_l + damping * trace(F_l) / K_l * I)^-1 [K_l, K_l] float64} over all rows of the store."""
+    if not damping > 0:
+        raise GrassError(f"store.damping must be > 0 (relative damping), got {damping}")
+    grams = {name: torch.zeros(dim, dim, dtype=torch.float64) for name, dim in store.layers.items()}
+    slices = {name: store.layer_slice(name) for name in store.layers}
+    for chunk in tqdm(store.iter_chunks(), total=-(-store.n_rows // store.chunk_size), desc="precondition",
+                      unit="chunk"):
+        x = chunk.features.double()
+        for name, cols in slices.items():
+            block = x[:, cols]
+            grams[name] += block.T @ block
+    out = {}
+    for name, gram in grams.items():
+        fisher = gram / store.n_rows
+        trace = float(fisher.trace())
+        if not trace > 0:
+            raise GrassError(f"layer '{name}': every train feature is zero, relative damping is undefined")
+        e, v = torch.linalg.eigh(fisher)
+        lam = damping * trace / fisher.shape[0]
+        out[name] = (v / (e.clamp_min(0.0) + lam)) @ v.T
+    return out
+
+
+def run_precondition(ctx: RunContext) -> None:
+    store = open_train_store(ctx)
+    with profiled(ctx, "precondition", "rows") as box:
+        blocks = preconditioners(store, ctx.cfg.store.damping)
+        box["count"] = store.n_rows
+    path = store_layout(ctx).preconditioner
+    atomic_save({"fingerprint": normalize(precondition_fingerprint(ctx)), "blocks": blocks}, path)
+    log.info("precondition: %d layer blocks from %d train rows -> %s", len(blocks), store.n_rows, path)
+
+
+def load_preconditioners(ctx: RunContext) -> dict[str, torch.Tensor]:
+    path = store_layout(ctx).preconditioner
+    saved = load_checked(path, hint="run stage=precondition first")
+    expected = normalize(precondition_fingerprint(ctx))
+    if saved.get("fingerprint") != expected:
+        diff = describe_diff(saved.get("fingerprint", {}), expected)
+        raise GrassError(f"{path} was made by a different config:\n  " + "\n  ".join(diff)
+                         + "\nrerun stage=precondition (and the stages after it) for this config")
+    return saved["blocks"]

@@ -1,0 +1,32 @@
+"""Stage `self_influence`: <Phi(i), Phi(i) P> for every train example, streamed over the train and iFVP shards."""
+
+import logging
+
+import torch
+
+from grass.fingerprint import normalize
+from grass.io import atomic_save
+from grass.staged.cache import open_train_store
+from grass.staged.ifvp import open_ifvp_store
+from grass.staged.layout import precondition_fingerprint, store_layout
+from grass.staged.profile import profiled
+from grass.stages.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def run_self_influence(ctx: RunContext) -> torch.Tensor:
+    train = open_train_store(ctx)
+    ifvp = open_ifvp_store(ctx, train)
+    values = torch.empty(train.n_rows, dtype=torch.float64)
+    with profiled(ctx, "self_influence", "rows") as box:
+        for a, b in zip(train.iter_chunks(), ifvp.iter_chunks()):
+            values[a.start:a.stop] = (a.features.double() * b.features.double()).sum(dim=1)
+            box["count"] += a.stop - a.start
+    path = store_layout(ctx).self_influence
+    atomic_save({"fingerprint": normalize(precondition_fingerprint(ctx)), "self_influence": values.float()}, path)
+    top = torch.topk(values, min(5, len(values)))
+    ctx.metrics["self_influence/top"] = {int(i): float(v) for v, i in zip(top.values, top.indices)}
+    ctx.metrics["self_influence/mean"] = float(values.mean())
+    log.info("self_influence: %d train rows -> %s", len(values), path)
+    return values
