@@ -15,6 +15,10 @@ STORE_STAGES = {"cache": run_cache, "precondition": run_precondition, "ifvp": ru
 def store_stages(stage: str) -> list[str]:
     if stage == "all":
         return list(STORE_STAGES)
+    if stage in ("finetune", "selective_mask", "groundtruth", "lds"):  # pipeline=lds stages the store reads
+        raise GrassError(f"stage={stage!r} is not a stage of pipeline=store: run it with pipeline=lds and the same "
+                         f"other overrides (the store stages then read what it made), or choose all or one of "
+                         f"{list(STORE_STAGES)}")
     if stage not in STORE_STAGES:
         raise GrassError(f"stage={stage!r} is not a stage of pipeline=store; choose all or one of "
                          f"{list(STORE_STAGES)}")

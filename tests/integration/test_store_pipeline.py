@@ -170,8 +170,10 @@ def test_a_non_finite_gradient_names_the_example(store_cfg, monkeypatch):
 
 
 def test_store_pipeline_input_errors(store_cfg, tmp_path):
-    with pytest.raises(GrassError, match="not a stage of pipeline=store"):
-        run(store_cfg("s", "stage=lds"))
+    with pytest.raises(GrassError, match="not a stage of pipeline=store: run it with pipeline=lds"):
+        run(store_cfg("s", "stage=selective_mask"))
+    with pytest.raises(GrassError, match="not a stage of pipeline=store; choose all or one of"):
+        run(store_cfg("s", "stage=score"))
     with pytest.raises(GrassError, match="needs a factorized compressor"):
         run(store_cfg("s", "compressor=sjlt"))
     with pytest.raises(GrassError, match="worker='2/2'"):
