@@ -1,7 +1,7 @@
 // SJLT forward on CPU (SPEC 3): y[b, h[r, j]] += (s[r, j] * scale) * x[b, j] for r < c, j < d.
 // Zero entries of x cost (almost) nothing; products and sums are float32 whatever the input dtype.
-// Rows are independent, so at::parallel_for splits the batch and each row's summation order is fixed:
-// the result is deterministic whatever the thread count.
+// Rows are independent, so at::parallel_for splits the batch (8-row panels, then single rows) and each
+// row's summation order is fixed: the result is deterministic whatever the thread count or batch.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace {
 
@@ -74,19 +75,76 @@ void scatter_rows(const scalar_t* x, const index_t* h, const sign_t* s, float* y
   }
 }
 
+// Panels of kPanelRows rows (B >= kPanelRows): the panel's tile of x is transposed into buf [cols][rows] so
+// one column's values are contiguous, and column j then adds s_j * x[:, j] to acc[h_j][0:rows], one short
+// vector update in place of kPanelRows scattered scalar ones; the tables are read once per panel. acc is
+// the panel's output transposed, [k][rows], written back to y at the end. An all-zero tile is skipped;
+// single zeros are not: scattering a mostly-zero tile's nonzeros row by row measured slower than the whole
+// panel update even at 99 % zeros (d=1e6, k=4096, 64 rows: 59 vs 41 ms). Each bucket still receives its
+// terms pass by pass within a tile and in j order, so the result equals scatter_rows bit for bit.
+constexpr int64_t kPanelRows = 8;  // measured against 4 and 16 (16: the [k][16] accumulator spills L2)
+
+template <typename scalar_t, typename index_t, typename sign_t>
+void scatter_panel(const scalar_t* x, const index_t* h, const sign_t* s, float* y, int64_t r0, int64_t d,
+                   int64_t c, int64_t k, float scale, float* __restrict__ buf, float* __restrict__ acc) {
+  constexpr int64_t R = kPanelRows;
+  std::fill(acc, acc + k * R, 0.0f);
+  for (int64_t j0 = 0; j0 < d; j0 += kTileCols) {
+    const int64_t len = std::min(kTileCols, d - j0);
+    const scalar_t* __restrict__ xp = x + r0 * d + j0;
+    int64_t nnz = 0;
+    for (int64_t j = 0; j < len; ++j) {  // column by column: each buf write fills one contiguous run
+      float* __restrict__ t = buf + j * R;
+      for (int64_t b = 0; b < R; ++b) {
+        const float v = static_cast<float>(xp[b * d + j]);
+        nnz += (v != 0.0f);
+        t[b] = v * scale;
+      }
+    }
+    if (nnz == 0) continue;
+    for (int64_t r = 0; r < c; ++r) {
+      const index_t* __restrict__ hr = h + r * d + j0;
+      const sign_t* __restrict__ sr = s + r * d + j0;
+      for (int64_t j = 0; j < len; ++j) {
+        const float sv = static_cast<float>(sr[j]);
+        const float* __restrict__ t = buf + j * R;
+        float* __restrict__ o = acc + hr[j] * R;
+        for (int64_t b = 0; b < R; ++b) o[b] += sv * t[b];
+      }
+    }
+  }
+  for (int64_t b = 0; b < R; ++b) {
+    float* __restrict__ yb = y + (r0 + b) * k;
+    for (int64_t q = 0; q < k; ++q) yb[q] = acc[q * R + b];
+  }
+}
+
+template <typename scalar_t, typename index_t, typename sign_t>
+void scatter_all_rows(const scalar_t* x, const index_t* h, const sign_t* s, float* y, int64_t B, int64_t d,
+                      int64_t c, int64_t k, float scale) {
+  const int64_t panels = B / kPanelRows;
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(kTileCols * kPanelRows), acc(k * kPanelRows);
+    for (int64_t p = begin; p < end; ++p) {
+      scatter_panel(x, h, s, y, p * kPanelRows, d, c, k, scale, buf.data(), acc.data());
+    }
+  });
+  at::parallel_for(panels * kPanelRows, B, 1, [&](int64_t begin, int64_t end) {
+    scatter_rows(x, h, s, y, begin, end, d, c, k, scale);
+  });
+}
+
 template <typename scalar_t, typename index_t>
 void launch(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, at::Tensor& y, float scale) {
   const int64_t B = x.size(0), d = x.size(1), c = h.size(0), k = y.size(1);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const index_t* hp = h.const_data_ptr<index_t>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    if (s.scalar_type() == at::kChar) {
-      scatter_rows(xp, hp, s.const_data_ptr<int8_t>(), yp, begin, end, d, c, k, scale);
-    } else {
-      scatter_rows(xp, hp, s.const_data_ptr<float>(), yp, begin, end, d, c, k, scale);
-    }
-  });
+  if (s.scalar_type() == at::kChar) {
+    scatter_all_rows(xp, hp, s.const_data_ptr<int8_t>(), yp, B, d, c, k, scale);
+  } else {
+    scatter_all_rows(xp, hp, s.const_data_ptr<float>(), yp, B, d, c, k, scale);
+  }
 }
 
 at::Tensor sjlt_forward(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, int64_t k, double scale) {

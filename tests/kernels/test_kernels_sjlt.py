@@ -134,12 +134,15 @@ def test_cpp_is_deterministic_across_thread_counts(cpp):
 
 @pytest.mark.parametrize("c", [1, 3])
 def test_cpp_rows_of_different_density_in_one_block(cpp, c):
-    """Dense rows of a row block are scattered together, sparse ones alone: each row's result must equal
-    its own single-row call bit for bit (same order of additions) and the reference."""
+    """Rows go through 8-row panels (transposed tiles, shared table reads) and the rest row by row, each
+    skipping all-zero tiles: every row's result must equal its own single-row call bit for bit (same order
+    of additions) and the reference."""
     h, s, scale = _tables(c, 4500, 97, int8_signs=True)
-    densities = [0.0, 0.9, 1.0, 0.0, 0.5, 0.0, 0.99, 0.0, 0.0, 0.3, 1.0, 0.0, 0.0]  # 13 rows: 2 blocks of 8
+    # zero fractions of 21 rows: a mixed panel of 8, a panel of zero rows but one, then 5 rows alone
+    densities = [0.0, 0.9, 1.0, 0.0, 0.5, 0.0, 0.99, 0.0] + [1.0] * 7 + [0.3] + [0.0, 1.0, 0.0, 0.99, 0.5]
     x = torch.cat([_input(1, 4500, z, seed=10 + i) for i, z in enumerate(densities)])
     x[3, 2048:4096] = 0  # a dense row with one all-zero tile
+    x[15, :2048] = 0  # the second panel's first tile is all zeros
     together = cpp(x, h, s, 97, scale)
     assert torch.equal(together, torch.cat([cpp(x[i:i + 1], h, s, 97, scale) for i in range(len(densities))]))
     torch.testing.assert_close(together, sjlt_dense(x, h, s, 97, scale), **TOL)
