@@ -22,7 +22,7 @@ from grass.staged.profile import profiled
 from grass.staged.queries import query_features
 from grass.staged.report import write_report
 from grass.stages.context import RunContext
-from grass.store import FeatureStore, pending_chunks
+from grass.store import FeatureStore, chunk_ranges, pending_chunks
 
 log = logging.getLogger(__name__)
 FLOAT = 4  # bytes
@@ -60,15 +60,21 @@ def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, 
                   budget_gb: float) -> int:
     """Write every pending chunk of `out` (ifvp chunk @ queries^T) and feed every chunk to `top`; rows scored."""
     check_budget(queries.shape[0], ifvp.dim, ifvp.chunk_size, budget_gb)
+    grid = [c for c, _, _ in chunk_ranges(out.n_rows, out.chunk_size)]
     pending = {c for c, _, _ in pending_chunks(out, 0, 1)}
+    # chunks scored by an earlier run of this config are read back (verified), not recomputed
+    to_score = ifvp.iter_chunks(chunk_ids=[c for c in grid if c in pending])
+    scored = out.iter_chunks(chunk_ids=[c for c in grid if c not in pending])
     done = 0
-    for chunk in tqdm(ifvp.iter_chunks(), total=-(-ifvp.n_rows // ifvp.chunk_size), desc="attribute", unit="chunk"):
-        if chunk.chunk_id in pending:
+    for chunk_id in tqdm(grid, desc="attribute", unit="chunk"):
+        if chunk_id in pending:
+            chunk = next(to_score)
             scores = chunk.features.float() @ queries.T
-            out.write(0, chunk.chunk_id, (chunk.start, chunk.stop), scores)
+            out.write(0, chunk_id, (chunk.start, chunk.stop), scores)
             done += chunk.stop - chunk.start
-        else:  # scored by an earlier run of this config: read back, verified
-            scores = next(out.iter_chunks(chunk_ids=[chunk.chunk_id])).features
+        else:
+            chunk = next(scored)
+            scores = chunk.features
         top.add(scores, chunk.start)
     return done
 
