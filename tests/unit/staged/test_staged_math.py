@@ -15,8 +15,8 @@ from grass.store import FeatureStore, chunk_ranges
 LAYERS = {"a": 6, "b": 4}
 
 
-def _filled(path, n=37, chunk=8, seed=0) -> tuple[FeatureStore, torch.Tensor]:
-    store = FeatureStore(path, {"test": 1}, LAYERS, n, chunk_size=chunk)
+def _filled(path, n=37, chunk=8, seed=0, dtype="float32") -> tuple[FeatureStore, torch.Tensor]:
+    store = FeatureStore(path, {"test": 1}, LAYERS, n, chunk_size=chunk, dtype=dtype)
     x = torch.randn(n, sum(LAYERS.values()), generator=torch.Generator().manual_seed(seed))
     x[:, :6] *= 3.0  # layers of different scale: per-layer relative damping matters
     for c, a, b in chunk_ranges(n, chunk):
@@ -26,7 +26,8 @@ def _filled(path, n=37, chunk=8, seed=0) -> tuple[FeatureStore, torch.Tensor]:
 
 def _staged_scores(tmp_path, store, q, damping):
     blocks = preconditioners(store, damping)
-    ifvp = FeatureStore(tmp_path / "ifvp", {"test": 2}, LAYERS, store.n_rows, chunk_size=store.chunk_size)
+    ifvp = FeatureStore(tmp_path / "ifvp", {"test": 2}, LAYERS, store.n_rows, chunk_size=store.chunk_size,
+                        dtype=store.layout.dtype)
     for chunk in store.iter_chunks():
         ifvp.write(0, chunk.chunk_id, (chunk.start, chunk.stop), apply_preconditioners(chunk.features, store, blocks))
     out = FeatureStore(tmp_path / "scores", {"test": 3}, {"scores": q.shape[0]}, store.n_rows,
@@ -82,3 +83,14 @@ def test_budget_check_names_the_setting():
     check_budget(n_query=100, dim=1000, chunk_rows=64, budget_gb=1.0)
     with pytest.raises(GrassError, match="store.memory_budget_gb=0.001.*store.chunk_size"):
         check_budget(n_query=10_000, dim=1000, chunk_rows=1024, budget_gb=0.001)
+
+
+def test_bfloat16_stores_give_the_float32_scores_to_bf16_precision(tmp_path):
+    q = torch.randn(4, 10, generator=torch.Generator().manual_seed(5))
+    full, _ = _filled(tmp_path / "f32" / "train")
+    half, _ = _filled(tmp_path / "bf16" / "train", dtype="bfloat16")
+    assert half.read().dtype == torch.bfloat16
+    reference = _staged_scores(tmp_path / "f32", full, q, 0.1)[0].read()
+    scores = _staged_scores(tmp_path / "bf16", half, q, 0.1)[0].read()
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, reference, rtol=0.05, atol=0.05 * float(reference.abs().max()))
