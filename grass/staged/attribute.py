@@ -1,8 +1,8 @@
 """Stage `attribute`: iFVP shards streamed against the query features, scores into the scores store.
 
-scores[i, j] = sum_l <Phi_l(i) P_l, q_l(j)>, one train chunk at a time: the peak is the query features plus
-one chunk's iFVP rows and its [chunk, n_query] score block, checked against store.memory_budget_gb before
-any work. The running top-k per query (both ways) feeds the report; the scores store makes a killed run
+scores[i, j] = sum_l <Phi_l(i) P_l, q_l(j)>, a block of whole train chunks at a time: the block is as many
+chunks as store.memory_budget_gb holds next to the query features (iFVP rows and [rows, n_query] scores), and
+a budget too small for one chunk is an error before any work. The running top-k per query (both ways) feeds the report; the scores store makes a killed run
 resumable and lets later tools read any rows.
 """
 
@@ -37,45 +37,58 @@ class TopK:
         self.low = (torch.full((0, m), float("inf")), torch.zeros(0, m, dtype=torch.int64))
 
     def add(self, scores: torch.Tensor, start: int) -> None:
-        rows = torch.arange(start, start + scores.shape[0]).unsqueeze(1).expand_as(scores)
-        self.high = self._merge(self.high, scores, rows, largest=True)
-        self.low = self._merge(self.low, scores, rows, largest=False)
+        """scores [rows, m] of train rows start, start + 1, ...: merged through the block's own top-k, so the
+        temporaries are [2k, m] whatever the block size."""
+        self.high = self._merge(self.high, scores, start, largest=True)
+        self.low = self._merge(self.low, scores, start, largest=False)
 
-    def _merge(self, best, scores, rows, largest):
-        values, index = torch.cat([best[0], scores]), torch.cat([best[1], rows])
+    def _merge(self, best, scores, start, largest):
+        block = torch.topk(scores, min(self.k, scores.shape[0]), dim=0, largest=largest, sorted=True)
+        values, index = torch.cat([best[0], block.values]), torch.cat([best[1], block.indices + start])
         top = torch.topk(values, min(self.k, values.shape[0]), dim=0, largest=largest, sorted=True)
         return top.values, torch.gather(index, 0, top.indices)
 
 
-def check_budget(n_query: int, dim: int, chunk_rows: int, budget_gb: float) -> None:
-    """Query features [m, D] + one chunk's iFVP rows [c, D] and scores [c, m] (x2 for the float copies)."""
-    need = FLOAT * (n_query * dim + 2 * chunk_rows * (dim + n_query))
-    if need > budget_gb * 1e9:
+def block_rows(n_query: int, dim: int, chunk_rows: int, budget_gb: float) -> int:
+    """Train rows scored per block: the query features [m, D] plus, per block, its iFVP rows [r, D] and scores
+    [r, m] (x2 for the copies made on the way) fit store.memory_budget_gb; at least one chunk, else an error."""
+    room = budget_gb * 1e9 / FLOAT - n_query * dim
+    rows = int(room // (2 * (dim + n_query))) if room > 0 else 0
+    if rows < chunk_rows:
+        need = FLOAT * (n_query * dim + 2 * chunk_rows * (dim + n_query))
         raise GrassError(f"attribute: {n_query} queries x {dim} features with chunks of {chunk_rows} train rows "
                          f"need ~{need / 1e9:.3f} GB, over store.memory_budget_gb={budget_gb}; raise the budget or "
                          f"cache with a smaller store.chunk_size")
+    return rows
 
 
 def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, top: TopK,
                   budget_gb: float) -> int:
-    """Write every pending chunk of `out` (ifvp chunk @ queries^T) and feed every chunk to `top`; rows scored."""
-    check_budget(queries.shape[0], ifvp.dim, ifvp.chunk_size, budget_gb)
+    """Write every pending chunk of `out` (ifvp rows @ queries^T, as many whole chunks per block as the budget
+    allows) and feed every chunk to `top`; returns the rows scored now."""
+    per_block = block_rows(queries.shape[0], ifvp.dim, ifvp.chunk_size, budget_gb) // ifvp.chunk_size
     grid = [c for c, _, _ in chunk_ranges(out.n_rows, out.chunk_size)]
     pending = {c for c, _, _ in pending_chunks(out, 0, 1)}
-    # chunks scored by an earlier run of this config are read back (verified), not recomputed
-    to_score = ifvp.iter_chunks(chunk_ids=[c for c in grid if c in pending])
-    scored = out.iter_chunks(chunk_ids=[c for c in grid if c not in pending])
+    todo = [c for c in grid if c in pending]
+    to_score = ifvp.iter_chunks(chunk_ids=todo)
+    # one block's buffers, reused: fresh large allocations per block grow the heap of a long run (glibc keeps
+    # freed blocks once its mmap threshold has risen), which the budget does not see
+    rows = min(per_block * ifvp.chunk_size, ifvp.n_rows)
+    feats = torch.empty(rows, ifvp.dim)
+    scores_buf = torch.empty(rows, queries.shape[0])
     done = 0
-    for chunk_id in tqdm(grid, desc="attribute", unit="chunk"):
-        if chunk_id in pending:
-            chunk = next(to_score)
-            scores = chunk.features.float() @ queries.T
-            out.write(0, chunk_id, (chunk.start, chunk.stop), scores)
+    for first in tqdm(range(0, len(todo), per_block), desc="attribute", unit="block"):
+        chunks = [next(to_score) for _ in todo[first:first + per_block]]
+        n = sum(c.stop - c.start for c in chunks)
+        torch.cat([chunk.features.float() for chunk in chunks], out=feats[:n])
+        scores = torch.matmul(feats[:n], queries.T, out=scores_buf[:n])
+        for chunk, part in zip(chunks, scores.split([c.stop - c.start for c in chunks])):
+            out.write(0, chunk.chunk_id, (chunk.start, chunk.stop), part)
+            top.add(part, chunk.start)
             done += chunk.stop - chunk.start
-        else:
-            chunk = next(scored)
-            scores = chunk.features
-        top.add(scores, chunk.start)
+    # chunks scored by an earlier run of this config are read back (verified), not recomputed
+    for chunk in out.iter_chunks(chunk_ids=[c for c in grid if c not in pending]):
+        top.add(chunk.features, chunk.start)
     return done
 
 

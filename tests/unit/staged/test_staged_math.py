@@ -7,7 +7,7 @@ import torch
 from grass.attribute.attributors import InfluenceAttributor
 from grass.attribute.blockwise import BlockwiseAttributor
 from grass.errors import GrassError
-from grass.staged.attribute import TopK, check_budget, stream_scores
+from grass.staged.attribute import TopK, block_rows, stream_scores
 from grass.staged.ifvp import apply_preconditioners
 from grass.staged.precondition import preconditioners
 from grass.store import FeatureStore, chunk_ranges
@@ -79,10 +79,24 @@ def test_precondition_refuses_an_all_zero_layer(tmp_path):
         preconditioners(store, 0.0)
 
 
-def test_budget_check_names_the_setting():
-    check_budget(n_query=100, dim=1000, chunk_rows=64, budget_gb=1.0)
+def test_the_budget_sets_the_block_and_a_too_small_one_names_the_setting():
+    # 100 queries x 1000 features: 0.4 MB of queries; each row of a block costs 2 x (1000 + 100) x 4 bytes
+    assert block_rows(n_query=100, dim=1000, chunk_rows=64, budget_gb=0.01) == (10_000_000 // 4 - 100_000) // 2200
+    assert block_rows(n_query=100, dim=1000, chunk_rows=64, budget_gb=1.0) > 100 * block_rows(100, 1000, 64, 0.01)
     with pytest.raises(GrassError, match="store.memory_budget_gb=0.001.*store.chunk_size"):
-        check_budget(n_query=10_000, dim=1000, chunk_rows=1024, budget_gb=0.001)
+        block_rows(n_query=10_000, dim=1000, chunk_rows=1024, budget_gb=0.001)
+
+
+@pytest.mark.parametrize("budget_gb", [1.0, 1.3e-6])  # every chunk in one block / one chunk per block
+def test_blocks_of_several_chunks_or_one_give_the_same_scores(tmp_path, budget_gb):
+    store, _ = _filled(tmp_path / "train")
+    q = torch.randn(3, 10, generator=torch.Generator().manual_seed(6))
+    reference, _, _, ifvp = _staged_scores(tmp_path, store, q, 0.1)
+    chunks_per_block = block_rows(3, 10, 8, budget_gb) // 8
+    assert chunks_per_block == 1 if budget_gb < 1e-3 else chunks_per_block >= 5
+    out = FeatureStore(tmp_path / f"scores{budget_gb}", {"test": 3}, {"scores": 3}, 37, chunk_size=8)
+    assert stream_scores(ifvp, q, out, TopK(2, 3), budget_gb) == 37
+    torch.testing.assert_close(out.read(), reference.read(), rtol=1e-6, atol=1e-6)
 
 
 def test_bfloat16_stores_give_the_float32_scores_to_bf16_precision(tmp_path):
