@@ -11,7 +11,7 @@ Each product's fingerprint extends the one before it, so a setting changed betwe
 the first stage that reads the older product, with the differing keys named.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grass.instantiate import plain_node
@@ -21,27 +21,20 @@ from grass.stages.selective import compressor_node
 
 @dataclass(frozen=True)
 class StoreLayout:
+    """The paths of one store folder (see the module docstring), derived from its root."""
+
     root: Path
+    train: Path = field(init=False)
+    ifvp: Path = field(init=False)
+    scores: Path = field(init=False)
+    preconditioner: Path = field(init=False)
+    self_influence: Path = field(init=False)
 
-    @property
-    def train(self) -> Path:
-        return self.root / "train"
-
-    @property
-    def ifvp(self) -> Path:
-        return self.root / "ifvp"
-
-    @property
-    def scores(self) -> Path:
-        return self.root / "scores"
-
-    @property
-    def preconditioner(self) -> Path:
-        return self.root / "preconditioner.pt"
-
-    @property
-    def self_influence(self) -> Path:
-        return self.root / "self_influence.pt"
+    def __post_init__(self) -> None:
+        names = {"train": "train", "ifvp": "ifvp", "scores": "scores", "preconditioner": "preconditioner.pt",
+                 "self_influence": "self_influence.pt"}
+        for attr, name in names.items():
+            object.__setattr__(self, attr, self.root / name)
 
     def report(self, suffix: str) -> Path:
         return self.root / f"report.{suffix}"
