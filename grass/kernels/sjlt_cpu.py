@@ -29,8 +29,9 @@ def _build() -> None:
     cpp_extension.load(
         name=EXTENSION_NAME,
         sources=[str(SOURCE)],
-        # -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined
-        extra_cflags=["-O3", "-fopenmp"],
+        # -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined;
+        # -ffp-contract=off: no fused multiply-adds, so the panel and row paths round alike on every ISA
+        extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
         extra_ldflags=["-fopenmp"],
         is_python_module=False,
         verbose=False,

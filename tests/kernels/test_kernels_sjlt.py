@@ -137,10 +137,10 @@ def test_cpp_rows_of_different_density_in_one_block(cpp, c):
     """Rows go through 8-row panels (transposed tiles, shared table reads) and the rest row by row, each
     skipping all-zero tiles: every row's result must equal its own single-row call bit for bit (same order
     of additions) and the reference."""
-    h, s, scale = _tables(c, 4500, 97, int8_signs=True)
+    h, s, scale = _tables(c, 4501, 97, int8_signs=True)  # last tile: 405 columns, not a multiple of 4
     # zero fractions of 21 rows: a mixed panel of 8, a panel of zero rows but one, then 5 rows alone
     densities = [0.0, 0.9, 1.0, 0.0, 0.5, 0.0, 0.99, 0.0] + [1.0] * 7 + [0.3] + [0.0, 1.0, 0.0, 0.99, 0.5]
-    x = torch.cat([_input(1, 4500, z, seed=10 + i) for i, z in enumerate(densities)])
+    x = torch.cat([_input(1, 4501, z, seed=10 + i) for i, z in enumerate(densities)])
     x[3, 2048:4096] = 0  # a dense row with one all-zero tile
     x[15, :2048] = 0  # the second panel's first tile is all zeros
     together = cpp(x, h, s, 97, scale)
@@ -268,3 +268,17 @@ def test_triton_on_gpu_equals_reference(dtype):
     out, path = dispatch.sjlt_project(x.cuda(), h.cuda(), s.cuda(), 512, scale, backend="auto")
     assert path == "triton"
     torch.testing.assert_close(out.cpu(), sjlt_reference(x.float(), h, s, 512, scale), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("b", [8, 3])
+def test_cpp_nan_in_an_otherwise_zero_tile_reaches_the_output(cpp, b):
+    """The all-zero-tile skip (vectorized test in the 8-row panels, scalar per row) must count NaN as
+    nonzero, or a NaN gradient would vanish instead of poisoning its row."""
+    h, s, scale = _tables(1, 4100, 16)
+    x = _input(b, 4100, 0.0)
+    x[:, 2048:4096] = 0
+    x[1, 2050] = float("nan")
+    out = cpp(x, h, s, 16, scale)
+    expected = sjlt_dense(x, h, s, 16, scale)
+    assert out[1].isnan().any() and torch.equal(out.isnan(), expected.isnan())
+    torch.testing.assert_close(out, expected, equal_nan=True, **TOL)
