@@ -56,11 +56,12 @@ staged-smollm2: setup corpus  ## pipeline=store on the real SmolLM2-135M offline
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
 
-bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
+bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s, the GPU runs when CUDA is there; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
 	$(PIP) install -q -r requirements-bench.txt
 	$(PY) bench/bench_flat_peers.py
 	$(PY) bench/bench_factorized.py
 	$(PY) bench/bench_caching.py
+	$(PY) bench/bench_gpu.py
 	$(PY) bench/summary.py
 
 corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)

@@ -32,17 +32,21 @@ SHAPES = (("attn.c_attn", 768, 2304, True, 12), ("attn.c_proj", 768, 768, True, 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "compressor"
 
 
-def factors(in_features: int, out_features: int, bias: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def factors(in_features: int, out_features: int, bias: bool, batch: int = BATCH, tokens: int = TOKENS,
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(BATCH, TOKENS, in_features + int(bias), generator=g)
+    a = torch.randn(batch, tokens, in_features + int(bias), generator=g)
     if bias:
         a[..., -1] = 1.0  # the bias column LinearCapture appends
-    delta = torch.randn(BATCH, TOKENS, out_features, generator=g)
-    return a, delta
+    delta = torch.randn(batch, tokens, out_features, generator=g)
+    return a.to(device), delta.to(device)
 
 
-def bench_shape(name: str, in_features: int, out_features: int, bias: bool) -> list[dict]:
-    a, delta = factors(in_features, out_features, bias)
+def bench_shape(name: str, in_features: int, out_features: int, bias: bool, batch: int = BATCH,
+                tokens: int = TOKENS, device: str | torch.device = "cpu") -> list[dict]:
+    """logra and factgrass on one layer shape at every K, on `device` (factors made there, GPU work synced)."""
+    a, delta = factors(in_features, out_features, bias, batch, tokens, device)
+    sync = benchlib.device_sync(device)
     nodes = {m: OmegaConf.load(CONF / f"{m}.yaml") for m in METHODS}
     rows = []
     for k in KS:
@@ -51,8 +55,8 @@ def bench_shape(name: str, in_features: int, out_features: int, bias: bool) -> l
             comp = build_factorized(nodes[m], in_dim=a.shape[2], out_dim=out_features, proj_dim=k, seed=0,
                                     layer_name=name)
             out = comp(a, delta)
-            assert out.shape == (BATCH, comp.feature_dim), out.shape
-            row[m] = {**benchlib.time_call(lambda: comp(a, delta)), "k_in": comp.k_in, "k_out": comp.k_out,
+            assert out.shape == (batch, comp.feature_dim), out.shape
+            row[m] = {**benchlib.time_call(lambda: comp(a, delta), sync=sync), "k_in": comp.k_in, "k_out": comp.k_out,
                       "feature_dim": comp.feature_dim}
         row["logra_over_factgrass"] = row["logra"]["ms"] / row["factgrass"]["ms"]
         print(f"  {name} {in_features}->{out_features} K={k}: logra {row['logra']['ms']:.1f} ms, "

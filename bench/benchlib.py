@@ -52,22 +52,29 @@ def write_result(name: str, payload: dict) -> Path:
     return out
 
 
-def time_call(fn, repeats: int = REPEATS, budget_s: float | None = None) -> dict:
+def time_call(fn, repeats: int = REPEATS, budget_s: float | None = None, sync=None) -> dict:
     """Median wall and process-CPU ms of fn() after one warm-up call.
 
     The warm-up call's time sets the number of repeats: as many as fit in `budget_s` (at least 1, at
     most `repeats`), so a 40 s call is timed once more rather than five times. The CPU time (all
     threads of this process) is kept because a shared machine inflates wall time with waiting.
+    sync (e.g. torch.cuda.synchronize) runs before each clock start and stop, so queued GPU work is
+    counted in the call that launched it.
     """
     budget_s = MEASURE_S if budget_s is None else budget_s
+    sync = sync or (lambda: None)
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     warmup = time.perf_counter() - start
     n = max(1, min(repeats, int(budget_s / max(warmup, 1e-9))))
     wall, cpu = [], []
     for _ in range(n):
+        sync()
         start, start_cpu = time.perf_counter(), time.process_time()
         fn()
+        sync()
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return {"ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu),
@@ -108,6 +115,11 @@ def machine_line(info: dict) -> str:
             f"{info.get('cpu_count')} CPUs{'' if mem is None else f', {mem:.0f} GB'}, torch {info.get('torch')} "
             f"with {info.get('torch_threads')} threads, 1-min load average at start "
             f"{load if load is None else f'{load:.1f}'}")
+
+
+def device_sync(device: torch.device):
+    """What time_call needs to wait for `device`'s queued work: None on CPU."""
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else None
 
 
 def package_version(name: str) -> str | None:

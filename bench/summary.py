@@ -180,10 +180,32 @@ def section_sjlt_kernels(data: dict) -> list[str]:
     return lines
 
 
+def section_gpu(data: dict) -> list[str]:
+    if data.get("device") is None:
+        return [f"Not run: {data.get('not_run', 'no device')}."]
+    dev = data["device"]
+    extra = ", ".join(f"{key} {dev[key]}" for key in ("capability", "cuda", "triton") if dev.get(key) is not None)
+    lines = [f"Device: {dev['name']}" + (f" ({extra})" if extra else ""), "",
+             "| d | k | zeros | path | kernel ms | reference ms | kernel / reference | kernel / copy bw | max diff |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["sjlt"]:
+        lines.append(f"| {r['d']:.0e} | {r['k']} | {r['zero_frac']:.0%} | {r['kernel_path']} | {r['kernel']['ms']:.2f} | "
+                     f"{r['reference']['ms']:.2f} | {r['kernel_over_reference']:.1f}x | {r['kernel_copy_fraction']:.0%} | "
+                     f"{r['max_abs_diff']:.1e} |")
+    lines += ["", "| K | logra ms | factgrass ms | logra / factgrass |", "|---|---|---|---|"]
+    for k, t in data["factorized"]["totals"].items():
+        lines.append(f"| {k} | {t['logra_ms_5_shapes']:.2f} | {t['factgrass_ms_5_shapes']:.2f} | {t['ratio_5_shapes']:.2f}x |")
+    cfg = data.get("config", {})
+    lines.append(f"\nFactorized: shapes {', '.join(cfg.get('factorized_shapes', []))}, B={cfg.get('factorized_batch')}, "
+                 f"T={cfg.get('factorized_tokens')}.")
+    return lines
+
+
 SECTIONS = {"flat_peers": ("Flat compressors vs dattri / TRAK CPU projectors", section_flat),
             "factorized": ("Factorized compressors on GPT-2-small layer shapes", section_factorized),
             "caching": ("End-to-end gradient caching throughput", section_caching),
-            "sjlt_kernels": ("SJLT CPU kernels (bench/bench_sjlt_kernels.py)", section_sjlt_kernels)}
+            "sjlt_kernels": ("SJLT CPU kernels (bench/bench_sjlt_kernels.py)", section_sjlt_kernels),
+            "gpu": ("GPU: SJLT kernel vs reference, factgrass vs logra (bench/bench_gpu.py)", section_gpu)}
 
 
 def render(res: dict) -> str:
