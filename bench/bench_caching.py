@@ -5,7 +5,9 @@ Writes caching.json. Models: gpt2_tiny (2 layers, 128 wide, 128-token blocks) an
 model with random weights (12 layers, 768 wide, 12 heads, vocab 50257, 512-token blocks), both built by
 grass.models.gpt2.gpt2_tiny (GPT2Config + seeded init + convert_conv1d_to_linear) with sdpa attention,
 as the pretrained `gpt2` builder gets. All 49 (gpt2_tiny: 9) nn.Linear layers are captured, lm_head
-included, as in the Table 2 experiments. One batch of a few blocks per call, median after a warm-up.
+included, as in the Table 2 experiments. One batch of a few blocks per call; every mode is warmed up,
+then timed in GRASS_BENCH_ROUNDS interleaved rounds (each mode once per round), and the fraction of the
+forward+backward-only throughput is the median over rounds of that round's time ratio.
 
 Modes, all on the same batch and model:
   fwd_bwd_outputs  "no compression": the forward pass and the backward pass down to every captured
@@ -15,7 +17,9 @@ Modes, all on the same batch and model:
                    (LinearCapture with compressors=None is not this: it materialises full gradients.)
   fwd_bwd_params   reference: forward + loss.backward() with weight gradients of the batch loss (a
                    training step without the optimizer); a per-example method never needs this.
-  logra, factgrass LinearCapture(...).capture(batch) with build_factorized(conf/compressor/<m>.yaml, K).
+  logra, factgrass LinearCapture(...).capture(batch) with build_factorized(conf/compressor/<m>.yaml, K);
+                   each call also records the share of its own time spent inside the compressors
+                   (compress_share_in_call), a drift-free measure of the compression overhead.
   dattri_logra, dattri_factgrass
                    dattri.algorithm.{LoGra,FactGraSS}Attributor(task, hessian="Identity", device="cpu",
                    proj_dim=K, offload="cpu", cache_dir=tmp).cache(loader) over one batch: its hooked
@@ -30,8 +34,10 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # dattri's per-batch progress bars would drown the table
 
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -82,11 +88,43 @@ def ours(model, target, batch) -> dict:
     modes = {"fwd_bwd_outputs": fwd_bwd_outputs, "fwd_bwd_params": fwd_bwd_params}
     for method in ("logra", "factgrass"):
         node = OmegaConf.load(CONF / f"{method}.yaml")
-        comps = {n: build_factorized(node, in_dim=i, out_dim=o, proj_dim=K, seed=0, layer_name=n)
+        comps = {n: TimedCompressor(build_factorized(node, in_dim=i, out_dim=o, proj_dim=K, seed=0, layer_name=n))
                  for n, (o, i) in layer_dims(model, PATTERNS).items()}
         capture = LinearCapture(model, target, PATTERNS, compressors=comps)
-        modes[method] = (lambda c: lambda: c.capture(batch))(capture)
+        modes[method] = in_call_share((lambda c: lambda: c.capture(batch))(capture), list(comps.values()))
     return modes
+
+
+class TimedCompressor:
+    """A factorized compressor that adds up the seconds spent in its calls (attributes pass through)."""
+
+    def __init__(self, comp) -> None:
+        self.comp, self.seconds = comp, 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.comp, name)
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.comp(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def in_call_share(fn, timed: list[TimedCompressor]):
+    """fn, also recording on itself (`.shares`) the fraction of each call's time spent in the compressors.
+
+    Measured inside one call, this share is immune to the machine's drift between calls, which the
+    throughput ratio of separately timed modes is not.
+    """
+    def run():
+        for t in timed:
+            t.seconds = 0.0
+        start = time.perf_counter()
+        fn()
+        run.shares.append(sum(t.seconds for t in timed) / (time.perf_counter() - start))
+    run.shares = []
+    return run
 
 
 def dattri_mode(method: str, model, target, batch):
@@ -130,40 +168,43 @@ def bench_model(name: str, kwargs: dict, tokens: int, blocks: int) -> dict:
             modes[method] = dattri_mode(method, model, target, batch)
         except Exception as err:
             row["modes"][method] = {"not_run": f"{type(err).__name__}: {err}"}
-    for mode, fn in modes.items():
-        try:
-            res = benchlib.time_call(fn)
-        except Exception as err:  # recorded, never faked
-            row["modes"][mode] = {"not_run": f"{type(err).__name__}: {str(err)[:500]}"}
-        else:
+    print(f"  {name}: {len(modes)} modes x {benchlib.ROUNDS} interleaved rounds ...", file=sys.stderr, flush=True)
+    for mode, res in benchlib.time_interleaved(modes, benchlib.ROUNDS).items():
+        if "ms" in res:
             res["tokens_per_s"] = n_tokens / (res["ms"] * 1e-3)
-            att = getattr(fn, "attributor", None)
+            att = getattr(modes[mode], "attributor", None)
             if att is not None:
                 res["feature_dim_total"] = att.total_proj_dim  # checks dattri ran at the same per-layer K
-            row["modes"][mode] = res
-        r = row["modes"][mode]
-        status = f"{r['tokens_per_s']:.0f} tokens/s" if "tokens_per_s" in r else r["not_run"]
+            shares = getattr(modes[mode], "shares", None)
+            if shares:  # the warm-up call is the first entry
+                res["compress_share_in_call"] = statistics.median(shares[1:] or shares)
+        row["modes"][mode] = res
+        status = f"{res['tokens_per_s']:.0f} tokens/s" if "tokens_per_s" in res else res["not_run"]
         print(f"  {name} {mode}: {status}", file=sys.stderr, flush=True)
-    base = row["modes"]["fwd_bwd_outputs"].get("tokens_per_s")
-    if base:
-        row["fraction_of_fwd_bwd_outputs"] = {m: r["tokens_per_s"] / base
-                                              for m, r in row["modes"].items() if "tokens_per_s" in r}
+    base = row["modes"]["fwd_bwd_outputs"].get("round_ms")
+    if base:  # per round, against the baseline call made minutes apart at most: drift mostly cancels
+        row["fraction_of_fwd_bwd_outputs"] = {
+            m: statistics.median(b / t for b, t in zip(base, r["round_ms"]))
+            for m, r in row["modes"].items() if "round_ms" in r}
     return row
 
 
 def markdown(info: dict, rows: list[dict]) -> str:
     lines = [f"Gradient caching throughput, per-layer K={K}, fp32; {benchlib.machine_line(info)}"
              + (" (QUICK sizes)" if QUICK else ""), "",
-             "| model | layers | batch | mode | ms | tokens/s | vs fwd_bwd_outputs |", "|---|---|---|---|---|---|---|"]
+             "| model | layers | batch | mode | ms | tokens/s | vs fwd_bwd_outputs | compressors' share of the call |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for mode, r in row["modes"].items():
             if "tokens_per_s" in r:
                 frac = row.get("fraction_of_fwd_bwd_outputs", {}).get(mode)
+                share = f"{r['compress_share_in_call']:.1%}" if "compress_share_in_call" in r else "-"
                 lines.append(f"| {row['model']} | {row['layers']} | {row['blocks']}x{row['block']} | {mode} | "
-                             f"{r['ms']:.0f} | {r['tokens_per_s']:.0f} | {'-' if frac is None else f'{frac:.0%}'} |")
+                             f"{r['ms']:.0f} | {r['tokens_per_s']:.0f} | {'-' if frac is None else f'{frac:.0%}'} | "
+                             f"{share} |")
             else:
                 lines.append(f"| {row['model']} | {row['layers']} | {row['blocks']}x{row['block']} | {mode} | - | "
-                             f"not run: {r['not_run'][:120]} | - |")
+                             f"not run: {r['not_run'][:120]} | - | - |")
         if row.get("note"):
             lines.append(f"\n{row['model']}: {row['note']}\n")
     return "\n".join(lines)
@@ -176,7 +217,7 @@ def main() -> None:
     print(markdown(info, rows))
     benchlib.write_result("caching", {"machine": info, "versions": versions,
                                       "config": {"K": K, "patterns": PATTERNS, "attn_implementation": "sdpa",
-                                                 "measure_budget_s": benchlib.MEASURE_S},
+                                                 "rounds": benchlib.ROUNDS},
                                       "rows": rows})
 
 

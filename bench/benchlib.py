@@ -5,6 +5,7 @@ Environment (no argparse):
   GRASS_BENCH_QUICK=1      seconds-long smoke sizes; results go to a temp folder, not bench/results
   GRASS_BENCH_RESULTS=DIR  where results are written and read (overrides both defaults)
   GRASS_BENCH_MEASURE_S=S  time budget per measurement, which caps the repeats (default 10 s, quick 1 s)
+  GRASS_BENCH_ROUNDS=N     rounds of the interleaved (A B C A B C ...) timings (default 3, quick 1)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def env_float(name: str, default: float) -> float:
 
 QUICK = env_flag("GRASS_BENCH_QUICK")
 MEASURE_S = env_float("GRASS_BENCH_MEASURE_S", 1.0 if QUICK else 10.0)
+ROUNDS = int(env_float("GRASS_BENCH_ROUNDS", 1 if QUICK else 3))
 
 
 def results_dir() -> Path:
@@ -79,6 +81,40 @@ def time_call(fn, repeats: int = REPEATS, budget_s: float | None = None, sync=No
         cpu.append(time.process_time() - start_cpu)
     return {"ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu),
             "repeats": n, "warmup_ms": 1e3 * warmup}
+
+
+def time_interleaved(fns: dict, rounds: int, sync=None) -> dict:
+    """{name: {"ms", "cpu_ms", "repeats", "warmup_ms", "round_ms"}} for calls timed in rounds, A B C A B C ...
+
+    For seconds-long calls compared as ratios: a shared machine's speed drifts over minutes, and timing
+    each callable's repeats back to back would put that drift into the ratio. Every callable is warmed
+    up once first; one that raises is left out of the rounds and reported as {"not_run": the error}.
+    """
+    sync = sync or (lambda: None)
+    out, live = {}, {}
+    for name, fn in fns.items():
+        try:
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+        except Exception as err:  # recorded, never faked
+            out[name] = {"not_run": f"{type(err).__name__}: {str(err)[:500]}"}
+            continue
+        out[name] = {"warmup_ms": 1e3 * (time.perf_counter() - start), "round_ms": [], "round_cpu_ms": []}
+        live[name] = fn
+    for _ in range(rounds):
+        for name, fn in live.items():
+            sync()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            out[name]["round_ms"].append(1e3 * (time.perf_counter() - start))
+            out[name]["round_cpu_ms"].append(1e3 * (time.process_time() - start_cpu))
+    for name in live:
+        r = out[name]
+        r.update(ms=statistics.median(r["round_ms"]), cpu_ms=statistics.median(r["round_cpu_ms"]), repeats=rounds)
+    return out
 
 
 def _cpu_model() -> str:
