@@ -138,16 +138,8 @@ def skip_reason(m: Method, d: int, k: int, zero_frac: float) -> str | None:
     return None
 
 
-def make_input(d: int, zero_frac: float) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, d, generator=g)
-    if zero_frac:
-        x *= torch.rand(BATCH, d, generator=g) >= zero_frac
-    return x
-
-
 def run_cell(d: int, k: int, zero_frac: float, dense_times: dict) -> dict:
-    x = make_input(d, zero_frac)
+    x = benchlib.gradient_rows(BATCH, d, zero_frac)
     nbytes = x.numel() * 4
     dst = torch.empty_like(x)
     cell = {"d": d, "k": k, "zero_frac": zero_frac, "input_mb": nbytes / 2**20,

@@ -63,11 +63,7 @@ def describe(device: torch.device) -> dict:
 def sjlt_cell(device: torch.device, d: int, k: int, zero_frac: float) -> dict:
     comp = SJLT(d, k, seed=0, c=1)
     h, s = comp.buckets.to(device), comp.signs.to(device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, d, generator=g)
-    if zero_frac:
-        x *= torch.rand(BATCH, d, generator=g) >= zero_frac
-    x = x.to(device)
+    x = benchlib.gradient_rows(BATCH, d, zero_frac).to(device)
     dst = torch.empty_like(x)
     sync = benchlib.device_sync(device)
     out, path = sjlt_project(x, h, s, k)

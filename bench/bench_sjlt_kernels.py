@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib import machine, time_call  # bench/ is the script's folder, first on sys.path
+from benchlib import gradient_rows, machine, time_call  # bench/ is the script's folder, first on sys.path
 
 from grass.compress.sjlt import SJLT
 from grass.kernels import sjlt_cpu
@@ -31,10 +31,7 @@ def bench_case(d: int, zero_frac: float) -> dict:
     comp = SJLT(d, K, seed=0, c=C)
     h, s = comp.buckets, comp.signs  # what SJLT hands the kernels: int64 buckets, signs with 1/sqrt(c) folded in
     h32, s8, scale = h.to(torch.int32), torch.sign(s).to(torch.int8), 1.0 / C ** 0.5
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, d, generator=g)
-    if zero_frac:
-        x *= torch.rand(BATCH, d, generator=g) >= zero_frac
+    x = gradient_rows(BATCH, d, zero_frac)
     ref_out, cpp_out = sjlt_reference(x, h, s, K), sjlt_cpu.sjlt_forward(x, h, s, K)
     max_err = (ref_out - cpp_out).abs().max().item()
     row = {"d": d, "zero_frac": zero_frac, "input_mb": x.numel() * 4 / 2**20, "max_abs_diff": max_err}

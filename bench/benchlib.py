@@ -54,6 +54,15 @@ def write_result(name: str, payload: dict) -> Path:
     return out
 
 
+def gradient_rows(batch: int, d: int, zero_frac: float = 0.0) -> torch.Tensor:
+    """Seeded stand-ins for per-example gradients: x [batch, d] float32 N(0, 1), about zero_frac of it zeroed."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, d, generator=g)
+    if zero_frac:
+        x *= torch.rand(batch, d, generator=g) >= zero_frac
+    return x
+
+
 def time_call(fn, repeats: int = REPEATS, budget_s: float | None = None, sync=None) -> dict:
     """Median wall and process-CPU ms of fn() after one warm-up call.
 
