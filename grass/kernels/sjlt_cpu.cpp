@@ -95,6 +95,18 @@ constexpr int64_t kPanelRows = 8;  // measured against 4 and 16 (16: no faster, 
 // -ffp-contract=off, so a * b + c stays two roundings (no FMA) and equals the row path.
 typedef float PanelColumn __attribute__((vector_size(kPanelRows * sizeof(float)), aligned(4)));
 
+#if defined(__SSE2__)
+// Four consecutive inputs as floats, exactly as static_cast<float> gives them: fp32 as is, bfloat16 by
+// putting its 16 bits on top of a zero low half (bf16 is the top half of an fp32).
+inline __m128 load4(const float* p) { return _mm_loadu_ps(p); }
+inline __m128 load4(const at::BFloat16* p) {
+  const __m128i bits = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), bits));
+}
+template <typename scalar_t>
+constexpr bool kHasLoad4 = std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>;
+#endif
+
 // buf[j][b] = x[r0 + b, j0 + j] * scale for the tile's len columns; returns whether any entry is nonzero.
 template <typename scalar_t>
 inline bool transpose_tile(const scalar_t* __restrict__ xp, int64_t d, int64_t len, float scale,
@@ -103,15 +115,15 @@ inline bool transpose_tile(const scalar_t* __restrict__ xp, int64_t d, int64_t l
   int64_t j = 0;
   bool any = false;
 #if defined(__SSE2__)
-  // fp32 input: 4x4 register transposes (8 rows = two 4-row halves), 1.25x faster overall than the
-  // scalar loop below, which is what other dtypes and other ISAs run.
-  if constexpr (std::is_same_v<scalar_t, float>) {
+  // fp32 / bf16 input: 4x4 register transposes (8 rows = two 4-row halves), 1.25x (fp32) and 2.2x (bf16)
+  // faster overall than the scalar loop below, which is what fp16, fp64 and other ISAs run.
+  if constexpr (kHasLoad4<scalar_t>) {
     const __m128 sc = _mm_set1_ps(scale), zero = _mm_setzero_ps();
     __m128 nonzero = zero;
     for (; j + 4 <= len; j += 4) {
       for (int64_t half = 0; half < R / 4; ++half) {
-        const float* p = xp + 4 * half * d + j;
-        __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + d), c = _mm_loadu_ps(p + 2 * d), e = _mm_loadu_ps(p + 3 * d);
+        const scalar_t* p = xp + 4 * half * d + j;
+        __m128 a = load4(p), b = load4(p + d), c = load4(p + 2 * d), e = load4(p + 3 * d);
         // NaN != 0 as in the scalar test, so a NaN tile is not skipped
         nonzero = _mm_or_ps(nonzero, _mm_or_ps(_mm_or_ps(_mm_cmpneq_ps(a, zero), _mm_cmpneq_ps(b, zero)),
                                                _mm_or_ps(_mm_cmpneq_ps(c, zero), _mm_cmpneq_ps(e, zero))));

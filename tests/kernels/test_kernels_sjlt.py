@@ -282,3 +282,12 @@ def test_cpp_nan_in_an_otherwise_zero_tile_reaches_the_output(cpp, b):
     expected = sjlt_dense(x, h, s, 16, scale)
     assert out[1].isnan().any() and torch.equal(out.isnan(), expected.isnan())
     torch.testing.assert_close(out, expected, equal_nan=True, **TOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cpp_low_precision_equals_its_float32_upcast_bit_for_bit(cpp, dtype):
+    """Both conversions to fp32 are exact, so the vectorized bf16 loads (and the scalar fp16 ones) must give
+    exactly what the same values in fp32 give, in panels and in single rows."""
+    h, s, scale = _tables(2, 4501, 97, int8_signs=True)
+    x = _mixed_tiles(11, 4501).to(dtype)
+    assert torch.equal(cpp(x, h, s, 97, scale), cpp(x.float(), h, s, 97, scale))
