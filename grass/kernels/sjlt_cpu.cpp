@@ -106,8 +106,8 @@ inline __m128 load4(const at::BFloat16* p) {
 // fp16 without F16C (not in the x86-64 baseline): move exponent + mantissa to fp32's place (<< 13), then
 // one multiply by 2^(127 - 15) re-biases the exponent, which also turns fp16 subnormals (fp32 subnormals
 // after the shift) into the right normal fp32 exactly; Inf / NaN (exponent 31) get fp32's all-ones
-// exponent ORed in, and the sign goes back on top. Exact for all 65536 inputs (tested), unless the
-// process runs with denormals-are-zero (torch.set_flush_denormal(True)): fp16 subnormals then read as 0.
+// exponent ORed in, and the sign goes back on top. Exact for all 65536 inputs (tested); not used while
+// denormals-are-zero is on (torch.set_flush_denormal(True)), which would read fp16 subnormals as 0.
 inline __m128 load4(const at::Half* p) {
   const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), _mm_setzero_si128());
   const __m128i magnitude = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
@@ -132,25 +132,29 @@ inline bool transpose_tile(const scalar_t* __restrict__ xp, int64_t d, int64_t l
 #if defined(__SSE2__)
   // fp32 / bf16 / fp16 input: 4x4 register transposes (8 rows = two 4-row halves), 1.25x (fp32), 2x (bf16)
   // and 3x (fp16) faster overall than the scalar loop below, which is what fp64 and other ISAs run.
+  // with denormals-are-zero set (MXCSR bit 6) the fp16 widening would read subnormals as 0, so fp16 then
+  // takes the scalar loop
   if constexpr (kHasLoad4<scalar_t>) {
-    const __m128 sc = _mm_set1_ps(scale), zero = _mm_setzero_ps();
-    __m128 nonzero = zero;
-    for (; j + 4 <= len; j += 4) {
-      for (int64_t half = 0; half < R / 4; ++half) {
-        const scalar_t* p = xp + 4 * half * d + j;
-        __m128 a = load4(p), b = load4(p + d), c = load4(p + 2 * d), e = load4(p + 3 * d);
-        // NaN != 0 as in the scalar test, so a NaN tile is not skipped
-        nonzero = _mm_or_ps(nonzero, _mm_or_ps(_mm_or_ps(_mm_cmpneq_ps(a, zero), _mm_cmpneq_ps(b, zero)),
-                                               _mm_or_ps(_mm_cmpneq_ps(c, zero), _mm_cmpneq_ps(e, zero))));
-        _MM_TRANSPOSE4_PS(a, b, c, e);
-        float* t = buf + j * R + 4 * half;
-        _mm_storeu_ps(t, _mm_mul_ps(a, sc));
-        _mm_storeu_ps(t + R, _mm_mul_ps(b, sc));
-        _mm_storeu_ps(t + 2 * R, _mm_mul_ps(c, sc));
-        _mm_storeu_ps(t + 3 * R, _mm_mul_ps(e, sc));
+    if (!std::is_same_v<scalar_t, at::Half> || !(_mm_getcsr() & 0x0040)) {
+      const __m128 sc = _mm_set1_ps(scale), zero = _mm_setzero_ps();
+      __m128 nonzero = zero;
+      for (; j + 4 <= len; j += 4) {
+        for (int64_t half = 0; half < R / 4; ++half) {
+          const scalar_t* p = xp + 4 * half * d + j;
+          __m128 a = load4(p), b = load4(p + d), c = load4(p + 2 * d), e = load4(p + 3 * d);
+          // NaN != 0 as in the scalar test, so a NaN tile is not skipped
+          nonzero = _mm_or_ps(nonzero, _mm_or_ps(_mm_or_ps(_mm_cmpneq_ps(a, zero), _mm_cmpneq_ps(b, zero)),
+                                                 _mm_or_ps(_mm_cmpneq_ps(c, zero), _mm_cmpneq_ps(e, zero))));
+          _MM_TRANSPOSE4_PS(a, b, c, e);
+          float* t = buf + j * R + 4 * half;
+          _mm_storeu_ps(t, _mm_mul_ps(a, sc));
+          _mm_storeu_ps(t + R, _mm_mul_ps(b, sc));
+          _mm_storeu_ps(t + 2 * R, _mm_mul_ps(c, sc));
+          _mm_storeu_ps(t + 3 * R, _mm_mul_ps(e, sc));
+        }
       }
+      any = _mm_movemask_ps(nonzero) != 0;
     }
-    any = _mm_movemask_ps(nonzero) != 0;
   }
 #endif
   for (; j < len; ++j) {  // column by column: each buf write fills one contiguous run

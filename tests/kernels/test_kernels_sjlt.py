@@ -293,16 +293,25 @@ def test_cpp_low_precision_equals_its_float32_upcast_bit_for_bit(cpp, dtype):
     assert torch.equal(cpp(x, h, s, 97, scale), cpp(x.float(), h, s, 97, scale))
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cpp_reads_every_16_bit_pattern_exactly(cpp, dtype):
+# bf16 subnormals are fp32 subnormals, which flushing zeroes by design: only fp16 is checked with it on
+@pytest.mark.parametrize("dtype,flush_denormal", [(torch.float16, False), (torch.bfloat16, False),
+                                                  (torch.float16, True)])
+def test_cpp_reads_every_16_bit_pattern_exactly(cpp, dtype, flush_denormal):
     """All 65536 fp16 / bf16 values (subnormals, infinities, NaNs included) through the vectorized panel loads:
-    with identity buckets, + signs and scale 1 every output is one input, so y must be the exact upcast."""
+    with identity buckets, + signs and scale 1 every output is one input, so y must be the exact upcast.
+    With denormals-are-zero on, fp16 subnormals (normal numbers in fp32) must still come through."""
     values = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
-    x = values.reshape(8, -1).contiguous()  # one 8-row panel, 8192 columns = 4 full tiles
+    x = values.reshape(8, -1).contiguous()  # one 8-row panel (one task: runs on this thread), 4 full tiles
     d = x.shape[1]
     h = torch.arange(d).unsqueeze(0)
     s = torch.ones(1, d)
-    out, expected = cpp(x, h, s, d, 1.0), x.float()
+    if flush_denormal and not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        out = cpp(x, h, s, d, 1.0)
+    finally:
+        torch.set_flush_denormal(False)
+    expected = x.float()
     nan = expected.isnan()
     assert torch.equal(out.isnan(), nan)
     # 0 + (-0) is +0 in the accumulator: compare signed zeros as values
