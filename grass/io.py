@@ -7,7 +7,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 
 from grass.errors import GrassError
 
@@ -63,21 +62,5 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save through a temp file in the same folder and an atomic rename."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def atomic_write_json(obj, path: Path) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
-
-
-def load_checked(path: Path, hint: str = ""):
-    """torch.load that turns a missing or corrupt file into one message naming the file (and what makes it)."""
-    path = Path(path)
-    if not path.exists():
-        raise GrassError(f"missing artifact {path}" + (f"; {hint}" if hint else ""))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise GrassError(f"cannot read {path} ({type(e).__name__}: {e}); delete it and rerun the stage that makes it") from e

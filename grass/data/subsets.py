@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.errors import GrassError
-from grass.io import atomic_save, load_checked
 from grass.seeding import generator
 
 
@@ -24,14 +24,18 @@ def subset_mask(n_train: int, fraction: float, seed: int, index: int) -> torch.T
 
 
 def load_or_draw_subsets(path: Path, n_train: int, fraction: float, seed: int, count: int) -> torch.Tensor:
-    """Bool [count, n_train]; rows already on disk are read back, missing rows drawn and saved."""
-    stored = load_checked(path)["masks"] if path.exists() else torch.zeros(0, n_train, dtype=torch.bool)
-    if stored.shape[1] != n_train:
-        raise GrassError(f"{path} holds subsets of {stored.shape[1]} examples, expected {n_train}; delete it")
-    if len(stored) < count:
-        extra = [subset_mask(n_train, fraction, seed, s) for s in range(len(stored), count)]
-        stored = torch.cat([stored, torch.stack(extra)])
-        atomic_save({"masks": stored}, path)
+    """Bool [count, n_train]; rows already on disk are read back (checksum and settings checked), missing
+    rows drawn and saved. Raises GrassError for a corrupt file or one drawn with other settings."""
+    settings = {"n_train": int(n_train), "subset_fraction": float(fraction), "seed": int(seed)}
+    with artifact_lock(path):
+        if artifact_ready(path):
+            stored = load_artifact(path, settings, hint="rerun: the subsets are drawn again from the seed")["masks"]
+        else:
+            stored = torch.zeros(0, n_train, dtype=torch.bool)
+        if len(stored) < count:
+            extra = [subset_mask(n_train, fraction, seed, s) for s in range(len(stored), count)]
+            stored = torch.cat([stored, torch.stack(extra)])
+            save_artifact({"masks": stored}, path, settings, kind="LDS subsets")
     return stored[:count]
 
 

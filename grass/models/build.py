@@ -5,9 +5,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch import nn
 
+from grass.artifacts import load_artifact
 from grass.data.classification import ClassificationData
 from grass.instantiate import instantiate_node, plain_node
-from grass.io import load_checked
 
 # Keys of a language-model config that describe the model to grass and are not builder arguments:
 # `pretrained` (true: the builder's weights are the base; grass never pretrains one) and `tokenizer`
@@ -20,9 +20,13 @@ def build_classifier(model_cfg: DictConfig, data: ClassificationData) -> nn.Modu
     return instantiate_node(model_cfg, "model", in_features=data.num_features, num_classes=data.num_classes)
 
 
-def load_classifier(model_cfg: DictConfig, data: ClassificationData, path: Path) -> nn.Module:
+FINETUNE_HINT = "run stage=finetune (or stage=all) to train it again"
+
+
+def load_classifier(model_cfg: DictConfig, data: ClassificationData, path: Path, settings: dict | None) -> nn.Module:
+    """The trained classifier at `path`, checked against its checksum and the expected models settings."""
     model = build_classifier(model_cfg, data)
-    model.load_state_dict(load_checked(path, hint="run stage=finetune (or stage=all) first"))
+    model.load_state_dict(load_artifact(path, settings, hint=FINETUNE_HINT))
     return model.eval()
 
 

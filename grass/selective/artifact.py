@@ -4,8 +4,8 @@ for the two sides of a linear layer.
 mask_dir is `<artifacts>/selective_mask/<setting>`; k is the number of indices in the file (for GraSS with
 a selective mask that is the mask size k' = blowup * proj_dim, not proj_dim); layer is "flat" for
 whole-model gradients. A layer's two sides are learned jointly, so both live in the folder of the pair
-(k_in, k_out): the input mask learned beside a 32-wide output mask is not the one learned beside 64. Each file holds the sorted indices, the width they index, and a fingerprint dict
-of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
+(k_in, k_out): the input mask learned beside a 32-wide output mask is not the one learned beside 64. Each file holds the sorted indices and the width they index; its checksum sidecar
+(grass.artifacts) holds the fingerprint dict of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
 fingerprint it expects and is refused on any difference, never handed another run's mask.
 """
 
@@ -17,9 +17,9 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from grass.artifacts import load_artifact, save_artifact
 from grass.errors import GrassError
-from grass.fingerprint import describe_diff, normalize, to_plain
-from grass.io import atomic_save, load_checked
+from grass.fingerprint import normalize, to_plain
 from grass.selective.learn import MaskResult
 
 FLAT = "flat"
@@ -60,9 +60,8 @@ def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Ma
     indices = torch.as_tensor(indices).to(torch.int64).sort().values.cpu()
     _check_indices(indices, int(in_dim), indices.numel(), path)
     payload = {"format": FORMAT, "indices": indices, "in_dim": int(in_dim), "k": indices.numel(),
-               "fingerprint": normalize(fingerprint), "info": normalize(info or {})}
-    atomic_save(payload, Path(path))
-    return Path(path)
+               "info": normalize(info or {})}
+    return save_artifact(payload, Path(path), fingerprint, kind="selective mask")
 
 
 def save_result(directory, layer: str, result: MaskResult, in_dims, fingerprint: Mapping) -> list[Path]:
@@ -92,13 +91,9 @@ def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -
     if expected_fingerprint is None:
         raise GrassError(f"selective mask {path}: no expected fingerprint given; the caller must pass the "
                          "grass.selective.artifact.mask_fingerprint(...) of the run that uses it")
-    data = load_checked(path, hint=HINT)
+    data = load_artifact(path, expected_fingerprint, hint=HINT)  # checksum, then the fingerprint key by key
     if not isinstance(data, dict) or data.get("format") != FORMAT or "indices" not in data:
         raise GrassError(f"{path} is not a selective mask file of format {FORMAT}; {HINT}")
-    diff = describe_diff(data["fingerprint"], expected_fingerprint, labels=("file", "expected"))
-    if diff:
-        raise GrassError(f"selective mask {path} was learned for another setting; differing keys: "
-                         + "; ".join(diff) + f". Delete it or {HINT}")
     if int(data["in_dim"]) != int(in_dim):
         raise GrassError(f"selective mask {path} indexes {data['in_dim']} coordinates, the gradients have {in_dim}")
     indices = data["indices"]

@@ -10,9 +10,8 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
+from grass.artifacts import load_artifact, save_artifact
 from grass.errors import GrassError
-from grass.fingerprint import describe_diff, normalize
-from grass.io import atomic_save, load_checked
 from grass.staged.cache import open_train_store
 from grass.staged.layout import precondition_fingerprint, store_layout
 from grass.staged.profile import profiled
@@ -52,16 +51,12 @@ def run_precondition(ctx: RunContext) -> None:
         blocks = preconditioners(store, ctx.cfg.store.damping)
         box["count"] = store.n_rows
     path = store_layout(ctx).preconditioner
-    atomic_save({"fingerprint": normalize(precondition_fingerprint(ctx)), "blocks": blocks}, path)
+    save_artifact({"blocks": blocks}, path, precondition_fingerprint(ctx), kind="preconditioner")
     log.info("precondition: %d layer blocks from %d train rows -> %s", len(blocks), store.n_rows, path)
 
 
 def load_preconditioners(ctx: RunContext) -> dict[str, torch.Tensor]:
     path = store_layout(ctx).preconditioner
-    saved = load_checked(path, hint="run stage=precondition first")
-    expected = normalize(precondition_fingerprint(ctx))
-    if saved.get("fingerprint") != expected:
-        diff = describe_diff(saved.get("fingerprint", {}), expected)
-        raise GrassError(f"{path} was made by a different config:\n  " + "\n  ".join(diff)
-                         + "\nrerun stage=precondition (and the stages after it) for this config")
+    saved = load_artifact(path, precondition_fingerprint(ctx),
+                          hint="rerun stage=precondition (and the stages after it) for this config")
     return saved["blocks"]

@@ -4,8 +4,7 @@ import logging
 
 import torch
 
-from grass.fingerprint import normalize
-from grass.io import atomic_save
+from grass.artifacts import save_artifact
 from grass.staged.cache import open_train_store
 from grass.staged.ifvp import open_ifvp_store
 from grass.staged.layout import precondition_fingerprint, store_layout
@@ -24,7 +23,7 @@ def run_self_influence(ctx: RunContext) -> torch.Tensor:
             values[a.start:a.stop] = (a.features.double() * b.features.double()).sum(dim=1)
             box["count"] += a.stop - a.start
     path = store_layout(ctx).self_influence
-    atomic_save({"fingerprint": normalize(precondition_fingerprint(ctx)), "self_influence": values.float()}, path)
+    save_artifact({"self_influence": values.float()}, path, precondition_fingerprint(ctx), kind="self-influence")
     top = torch.topk(values, min(5, len(values)))
     ctx.metrics["self_influence/top"] = {int(i): float(v) for v, i in zip(top.values, top.indices)}
     ctx.metrics["self_influence/mean"] = float(values.mean())

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from grass.fingerprint import fingerprint
+from grass.fingerprint import fingerprint, normalize
+from grass.hardware import training_recipe
 from grass.tasks import Task
 from grass.track import Tracker
 
@@ -32,14 +33,20 @@ class RunContext:
     def device(self) -> torch.device:
         return torch.device(self.cfg.hardware.device)
 
-    def models_dir(self) -> Path:
-        """Subset models and checkpoints: depend on data, model and training, not on M or the compressor."""
+    def models_settings(self) -> dict:
+        """What the subset models and checkpoints depend on: data, model, the training recipe (finetune
+        settings, the effective batch = world size x per-process batch, precision), subsets and seed; not
+        M or the compressor. Written beside every model and checked when one is read."""
         cfg = self.cfg
         finetune = {k: v for k, v in cfg.finetune.items() if k != "progress_bar"}
-        # task extras (an LM's base pretraining) join only when present, so existing keys stay valid
-        key = fingerprint({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
-                           "subset_fraction": cfg.lds.subset_fraction, "seed": cfg.seed,
-                           **self.task.fingerprint_extra()})
+        # task extras (an LM's base pretraining) join only when present
+        return normalize({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
+                          "recipe": training_recipe(cfg.hardware), "subset_fraction": cfg.lds.subset_fraction,
+                          "seed": cfg.seed, **self.task.fingerprint_extra()})
+
+    def models_dir(self) -> Path:
+        cfg = self.cfg
+        key = fingerprint(self.models_settings())
         return self.artifacts / "models" / f"{cfg.dataset.name}-{cfg.model.name}-{key}"
 
     def groundtruth_dir(self) -> Path:

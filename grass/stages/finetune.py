@@ -1,21 +1,27 @@
 """Stage `finetune`: Lightning trains the M subset models and the checkpoints attribution runs on.
 
-Models are saved one file each, atomically; a model already on disk is skipped, so a killed run resumes.
-How one model is trained (classifier from scratch, LM fine-tuned from its base) is the task's business.
+Models are saved one file each, atomically, with a checksum and the settings that made them
+(grass.artifacts); a model already on disk is skipped, so a killed run resumes. Concurrent runs that need
+the same models share the work: each takes the models no other run is training (one lock per model file),
+then waits for the rest and reuses them. How one model is trained (classifier from scratch, LM fine-tuned
+from its base) is the task's business.
 """
 
 import logging
 from pathlib import Path
 
 import torch
+from filelock import Timeout
 from tqdm.auto import tqdm
 
+from grass.artifacts import artifact_lock, artifact_ready, save_artifact
 from grass.data.subsets import load_or_draw_subsets
-from grass.io import atomic_save
+from grass.hardware import world_size
 from grass.seeding import derive_seed
 from grass.stages.context import RunContext
 
 log = logging.getLogger(__name__)
+HINT = "run stage=finetune (or stage=all) to train it again"
 
 
 def subset_model_path(models_dir: Path, s: int) -> Path:
@@ -39,12 +45,42 @@ def run_finetune(ctx: RunContext) -> None:
     everything = torch.ones(ctx.task.n_train, dtype=torch.bool)
     jobs = [(subset_model_path(models_dir, s), "subset", s, masks[s]) for s in range(len(masks))]
     jobs += [(checkpoint_path(models_dir, c), "checkpoint", c, everything) for c in range(ctx.cfg.tda.num_checkpoints)]
-    todo = [job for job in jobs if not job[0].exists()]
+    todo = [job for job in jobs if not artifact_ready(job[0])]
     log.info("finetune: %d of %d models already trained in %s", len(jobs) - len(todo), len(jobs), models_dir)
+    if todo and world_size(ctx.cfg.hardware) > 1:
+        log.info("finetune: %d training processes, each with batch %d: %d examples per optimizer step (the "
+                 "world size is part of the models' key)", world_size(ctx.cfg.hardware),
+                 ctx.cfg.finetune.batch_size, world_size(ctx.cfg.hardware) * ctx.cfg.finetune.batch_size)
+    outcomes = []
     with ctx.timed("time/finetune_s"):
         if todo:
             ctx.task.prepare(ctx)
-        for path, kind, index, mask in tqdm(todo, desc="finetune models", unit="model", disable=not todo):
+        with tqdm(total=len(todo), desc="finetune models", unit="model", disable=not todo) as bar:
+            # first pass: the models no other run holds; second pass: wait for the others' and reuse them
+            for timeout in (0, -1):
+                busy = []
+                for job in todo:
+                    outcome = _train_locked(ctx, job, timeout)
+                    busy += [job] if outcome == "busy" else []
+                    outcomes += [] if outcome == "busy" else [outcome]
+                    bar.update(outcome != "busy")
+                if busy:
+                    log.info("finetune: %d models are being trained by another run; waiting for them", len(busy))
+                todo = busy
+    ctx.metrics["finetune/models_trained"] = outcomes.count("trained")
+
+
+def _train_locked(ctx: RunContext, job, timeout: float) -> str:
+    """Train and save one model under its lock: "trained", "reused" (another run made it meanwhile), or
+    "busy" (the lock was held and timeout 0)."""
+    path, kind, index, mask = job
+    try:
+        with artifact_lock(path, timeout=timeout):
+            if artifact_ready(path):
+                return "reused"
             seed = derive_seed(ctx.cfg.seed, "train", kind, index)
-            atomic_save(ctx.task.train_one(ctx, seed, mask).state_dict(), path)
-    ctx.metrics["finetune/models_trained"] = len(todo)
+            save_artifact(ctx.task.train_one(ctx, seed, mask).state_dict(), path, ctx.models_settings(),
+                          kind=f"{kind} model")
+            return "trained"
+    except Timeout:
+        return "busy"

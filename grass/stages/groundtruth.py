@@ -8,7 +8,7 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from grass.io import atomic_save, load_checked
+from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.stages.context import RunContext
 from grass.stages.finetune import subset_model_path
 
@@ -19,15 +19,20 @@ def run_groundtruth(ctx: RunContext) -> torch.Tensor:
     """Float [M, n_query]; rows already computed are read back, missing subset models are an error."""
     path = ctx.groundtruth_dir() / "margins.pt"
     count = ctx.cfg.lds.num_subsets
-    stored = load_checked(path)["margins"] if path.exists() else torch.zeros(0, ctx.task.n_query)
-    if len(stored) < count:
-        rows = []
-        for s in tqdm(range(len(stored), count), desc="ground truth", unit="model"):
-            model = ctx.task.load(ctx, subset_model_path(ctx.models_dir(), s)).to(ctx.device)
-            rows.append(ctx.task.query_outputs(model, ctx.device).cpu())
-        stored = torch.cat([stored, torch.stack(rows)])
-        atomic_save({"margins": stored}, path)
-        log.info("groundtruth: %d new rows written to %s", len(rows), path)
+    settings = {"models": ctx.models_settings(), "n_query": ctx.task.n_query}
+    with artifact_lock(path):
+        if artifact_ready(path):
+            stored = load_artifact(path, settings, hint="rerun stage=groundtruth to evaluate the models again")["margins"]
+        else:
+            stored = torch.zeros(0, ctx.task.n_query)
+        if len(stored) < count:
+            rows = []
+            for s in tqdm(range(len(stored), count), desc="ground truth", unit="model"):
+                model = ctx.task.load(ctx, subset_model_path(ctx.models_dir(), s)).to(ctx.device)
+                rows.append(ctx.task.query_outputs(model, ctx.device).cpu())
+            stored = torch.cat([stored, torch.stack(rows)])
+            save_artifact({"margins": stored}, path, settings, kind="ground truth")
+            log.info("groundtruth: %d new rows written to %s", len(rows), path)
     truth = stored[:count]
     ctx.metrics["groundtruth/margin_mean"] = float(truth.mean())
     ctx.results["groundtruth"] = truth

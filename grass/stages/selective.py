@@ -9,9 +9,11 @@ masks of the same size on held-out train rows (`selective/heldout_*` metrics).
 """
 
 import logging
+from pathlib import Path
 
 import torch
 
+from grass.artifacts import artifact_lock, artifact_ready
 from grass.capture.flat import iter_flat_grads, num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
@@ -98,10 +100,12 @@ def run_selective_mask(ctx: RunContext) -> None:
                          f"fact_sm, factgrass_sm), not {cfg.compressor.name}")
     model = ctx.task.load(ctx, checkpoint_path(ctx.models_dir(), cfg.selective_mask.checkpoint)).to(ctx.device)
     learn_rows, heldout_rows = _rows(ctx)
-    if is_factorized(cfg.compressor):
-        _run_layers(ctx, model, learn_rows, heldout_rows)
-    else:
-        _run_flat(ctx, model, learn_rows, heldout_rows)
+    # one learner per mask folder at a time: a concurrent run waits, then reuses what this one learned
+    with artifact_lock(Path(mask_node(cfg.compressor)["mask_dir"]) / "learning"):
+        if is_factorized(cfg.compressor):
+            _run_layers(ctx, model, learn_rows, heldout_rows)
+        else:
+            _run_flat(ctx, model, learn_rows, heldout_rows)
 
 
 def _flat_grads(ctx: RunContext, model, rows: torch.Tensor) -> torch.Tensor:
@@ -121,7 +125,7 @@ def _run_flat(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: to
     k = required_mask_size(cfg.compressor, p, cfg.proj_dim)
     fp = expected_mask_fingerprint(ctx)
     path = mask_path(cfg.compressor.mask_dir, k)
-    if path.exists():
+    if artifact_ready(path):
         indices = load_mask(path, fp, p, k)  # a mismatched file is an error naming the differing keys
         log.info("selective_mask: reusing %s", path)
     else:
@@ -149,7 +153,7 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
     masks = {}
     for name, (k_in, k_out) in pairs.items():
         paths = [mask_path(directory, (k_in, k_out), name, side) for side in ("in", "out")]
-        if all(p.exists() for p in paths):
+        if all(artifact_ready(p) for p in paths):
             o, i = dims[name]
             masks[name] = (load_mask(paths[0], fp, i, k_in), load_mask(paths[1], fp, o, k_out))
     todo = {name: dims[name] for name in dims if name not in masks}

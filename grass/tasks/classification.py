@@ -34,7 +34,7 @@ class ClassificationTask(Task):
         return model.cpu().eval()
 
     def load(self, ctx, path: Path) -> nn.Module:
-        return load_classifier(self.cfg.model, self.data, path)
+        return load_classifier(self.cfg.model, self.data, path, ctx.models_settings())
 
     @torch.no_grad()
     def query_outputs(self, model: nn.Module, device: torch.device, batch_size: int = 1024) -> torch.Tensor:

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.capture.linear import LMTarget
 from grass.data.text import TextBlocks, lm_batch
 from grass.errors import GrassError
-from grass.fingerprint import fingerprint
-from grass.io import atomic_save, load_checked
-from grass.models.build import build_lm, is_pretrained
+from grass.fingerprint import fingerprint, normalize
+from grass.hardware import training_recipe
+from grass.models.build import FINETUNE_HINT, build_lm, is_pretrained
 from grass.models.lm_module import CausalLMModule
 from grass.seeding import derive_seed, generator
 from grass.tasks.base import Task, lightning_fit
@@ -49,9 +50,13 @@ class LanguageTask(Task):
         """Whether grass trains the base on the pretrain blocks (a model not pretrained, and blocks to do it)."""
         return bool(self.data.n_pretrain) and not is_pretrained(self.cfg.model)
 
+    def base_settings(self) -> dict:
+        """What grass's pretrained base depends on (its training recipe included)."""
+        return normalize({"dataset": self.cfg.dataset, "model": self.cfg.model, "pretrain": self.cfg.pretrain,
+                          "recipe": training_recipe(self.cfg.hardware), "seed": self.cfg.seed})
+
     def base_path(self, ctx) -> Path:
-        key = fingerprint({"dataset": self.cfg.dataset, "model": self.cfg.model, "pretrain": self.cfg.pretrain,
-                           "seed": self.cfg.seed})
+        key = fingerprint(self.base_settings())
         return ctx.artifacts / "base" / f"{self.cfg.dataset.name}-{self.cfg.model.name}-{key}" / "base.pt"
 
     def _build(self) -> nn.Module:
@@ -89,11 +94,12 @@ class LanguageTask(Task):
             self._base = model
             return
         path = self.base_path(ctx)
-        if path.exists():
-            model.load_state_dict(load_checked(path, hint="delete it to pretrain the base again"))
-        else:
-            model = self._pretrain(ctx, model)
-            atomic_save(model.state_dict(), path)
+        with artifact_lock(path):  # a concurrent run pretraining the same base: wait, then reuse it
+            if artifact_ready(path):
+                model.load_state_dict(load_artifact(path, self.base_settings(), hint="rerun to pretrain the base again"))
+            else:
+                model = self._pretrain(ctx, model)
+                save_artifact(model.state_dict(), path, self.base_settings(), kind="pretrained base")
         self._base = model.eval()
         ctx.metrics["pretrain/query_loss"] = float(self.query_losses(self._base, ctx.device).mean())
         log.info("base model %s: mean query token loss %.3f", path, ctx.metrics["pretrain/query_loss"])
@@ -136,7 +142,7 @@ class LanguageTask(Task):
     def load(self, ctx, path: Path) -> nn.Module:
         self.prepare(ctx)
         model = self._fresh()
-        model.load_state_dict(load_checked(path, hint="run stage=finetune (or stage=all) first"))
+        model.load_state_dict(load_artifact(path, ctx.models_settings(), hint=FINETUNE_HINT))
         return model.eval()
 
     @torch.no_grad()

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from grass.fingerprint import describe_diff
-
+from grass.artifacts import save_artifact
 from grass.errors import GrassError
+from grass.fingerprint import describe_diff
 from grass.selective.artifact import (load_mask, mask_dir, mask_fingerprint, mask_path,
                                       save_mask, save_result)
 from grass.selective.learn import CurvePoint, MaskResult
@@ -66,10 +66,10 @@ def test_missing_mask_says_which_stage_makes_it(tmp_path):
 
 def test_mismatched_fingerprint_names_the_keys(tmp_path):
     path = save_mask(mask_path(tmp_path, 2), torch.tensor([0, 1]), 10, _fp())
-    with pytest.raises(GrassError, match=r"learn\.lr: file=5e-05, expected=0\.0001") as err:
+    with pytest.raises(GrassError, match=r"learn\.lr: file=5e-05, now=0\.0001") as err:
         load_mask(path, _fp(learn={**LEARN, "lr": 1e-4}), 10, 2)
     assert "stage=selective_mask" in str(err.value)
-    with pytest.raises(GrassError, match="checkpoint: file=0, expected=3"):
+    with pytest.raises(GrassError, match="checkpoint: file=0, now=3"):
         load_mask(path, _fp(checkpoint=3), 10, 2)
     with pytest.raises(GrassError, match="layers: file=<absent>"):
         load_mask(path, _fp(layers=["fc1"]), 10, 2)
@@ -98,5 +98,8 @@ def test_refuses_bad_indices_and_foreign_files(tmp_path):
     foreign = mask_path(tmp_path, 2)
     foreign.parent.mkdir(parents=True)
     torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(GrassError, match="has no checksum file"):
+        load_mask(foreign, _fp(), 10, 2)
+    save_artifact({"weights": torch.zeros(2)}, foreign, _fp(), kind="not a mask")
     with pytest.raises(GrassError, match="not a selective mask file"):
         load_mask(foreign, _fp(), 10, 2)

@@ -47,7 +47,7 @@ def test_missing_mask_is_an_error_not_a_random_mask(tmp_path):
 def test_wrong_fingerprint_is_refused(tmp_path):
     _save(tmp_path, [1, 2, 3], 10)
     other = {**FP, "checkpoint": 1}
-    with pytest.raises(GrassError, match="checkpoint: file=0, expected=1"):
+    with pytest.raises(GrassError, match="checkpoint: file=0, now=1"):
         SelectiveMask(10, 3, mask_dir=str(tmp_path), expected_fingerprint=other)
     with pytest.raises(GrassError, match="no expected fingerprint"):
         SelectiveMask(10, 3, mask_dir=str(tmp_path))
