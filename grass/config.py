@@ -171,3 +171,7 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="grass_schema", node=GrassConfig)
     if not OmegaConf.has_resolver("grass_run_suffix"):
         OmegaConf.register_new_resolver("grass_run_suffix", run_suffix)
+    if not OmegaConf.has_resolver("grass_run_name"):
+        from grass.run_settings import run_name_resolver
+
+        OmegaConf.register_new_resolver("grass_run_name", run_name_resolver)

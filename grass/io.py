@@ -7,7 +7,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 from grass.errors import GrassError
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from grass.artifacts import load_artifact, save_artifact
 from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
-from grass.io import atomic_save, atomic_write_json, load_checked
+from grass.io import atomic_write_json
+from grass.run_settings import result_settings, run_name
 from grass.staged.run import run_store_stages, store_stages
 from grass.stages.attribute import make_attributor, run_attribute
 from grass.stages.context import RunContext
@@ -25,10 +27,6 @@ from grass.track import Tracker
 log = logging.getLogger(__name__)
 STAGES = ("finetune", "selective_mask", "groundtruth", "attribute", "lds")
 PIPELINES = ("lds", "store")
-
-
-def run_name(cfg: DictConfig) -> str:
-    return f"{cfg.compressor.name}-k{cfg.proj_dim}-s{cfg.seed}"
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -92,10 +90,11 @@ def _run_stages(ctx: RunContext, stages: list[str]) -> None:
     if "attribute" in stages:
         scores = run_attribute(ctx, truth)
         if cfg.save_scores or "lds" not in stages:
-            atomic_save({"scores": scores}, scores_path)
+            save_artifact({"scores": scores}, scores_path, result_settings(cfg), kind="attribution scores")
     if "lds" in stages:
-        if "attribute" not in stages:
-            scores = load_checked(scores_path, hint="run stage=attribute for this run first")["scores"]
+        if "attribute" not in stages:  # scores made by any other configuration are refused, keys named
+            scores = load_artifact(scores_path, result_settings(cfg),
+                                   hint="run stage=attribute with the same settings first")["scores"]
         run_lds(ctx, scores, truth)
         m = ctx.metrics
         print(f"LDS {m['lds/mean']:.4f} [{m['lds/ci_low']:.4f}, {m['lds/ci_high']:.4f}]  "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grass.instantiate import plain_node
+from grass.run_settings import uses_proj_dim
 from grass.stages.context import RunContext
 from grass.stages.selective import compressor_node
 
@@ -44,7 +45,8 @@ def store_layout(ctx: RunContext) -> StoreLayout:
     cfg = ctx.cfg
     if cfg.store.dir:
         return StoreLayout(Path(cfg.store.dir))
-    name = f"{cfg.compressor.name}-k{cfg.proj_dim}-s{cfg.seed}"
+    k = f"-k{cfg.proj_dim}" if uses_proj_dim(cfg.compressor) else ""
+    name = f"{cfg.compressor.name}{k}-s{cfg.seed}"
     return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name)
 
 

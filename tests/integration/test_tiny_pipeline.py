@@ -26,7 +26,7 @@ def test_all_stages_then_reuse(compose_cfg, tmp_path):
     assert -1.0 <= first["lds/mean"] <= 1.0 and math.isfinite(first["lds/mean"])
     assert first["lds/ci_low"] <= first["lds/mean"] <= first["lds/ci_high"]
     assert first["time/compress_s"] > 0 and first["damping/chosen"] in list(cfg.damping_grid)
-    out = Path(cfg.paths.root) / "tiny" / "digits-mlp" / "sjlt-k128-s0"
+    (out,) = (Path(cfg.paths.root) / "tiny" / "digits-mlp").glob("sjlt-k128-trak-s0-*")
     assert json.loads((out / "metrics.json").read_text())["lds/mean"] == first["lds/mean"]
 
     second = run(cfg)  # same config: no model is retrained and the scores are bit-identical

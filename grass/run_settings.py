@@ -1,0 +1,67 @@
+"""A run's identity: the settings that change its result, and the run folder named after them.
+
+Run folders are `<compressor>-k<proj_dim>-<tda>-s<seed>-<hash>`: the readable common parts, then 6 hex chars
+of every other setting that changes the result (tda options, damping grid, compressor options, capture
+layers, LDS settings, the training recipe, data and model). Two runs that would give different numbers never
+share a folder, so a sweep over any of them keeps one metrics.json per configuration. `compressor=identity`
+ignores proj_dim, so its runs carry no `-k`. The same settings are written beside scores.pt and checked by
+`stage=lds` before it reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from grass.fingerprint import normalize
+from grass.hardware import training_recipe
+
+# Top-level keys that change where or how a run executes, never its numbers.
+NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name")
+# Keys inside groups that are likewise only about execution (progress bars, memory, checksum policy).
+NOT_RESULT_SUBKEYS = {"finetune": ("progress_bar",), "selective_mask": ("capture_budget_gb",),
+                      "store": ("verify", "memory_budget_gb", "top_k", "dir")}
+IDENTITY_TARGET = "grass.compress.identity.Identity"
+
+
+def uses_proj_dim(compressor) -> bool:
+    """False for compressors whose output keeps the input width (identity): proj_dim plays no part."""
+    return compressor.get("_target_") != IDENTITY_TARGET
+
+
+def result_settings(cfg) -> dict:
+    """Plain dict of every setting that changes this run's result (see the module docstring)."""
+    # select before resolving: resolving the hydra node would resolve the run dir, which calls run_name
+    out = {k: _plain(cfg[k]) for k in cfg if k not in NOT_RESULT_KEYS}
+    for group, keys in NOT_RESULT_SUBKEYS.items():
+        if isinstance(out.get(group), dict):
+            out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    if out.get("pipeline") != "store":
+        out.pop("store", None)
+    if not uses_proj_dim(out["compressor"]):
+        out.pop("proj_dim", None)
+    out["hardware"] = training_recipe(OmegaConf.create(out["hardware"]))
+    return normalize(out)
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def settings_hash(settings: dict) -> str:
+    """6 hex chars of a stable hash of the settings."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=3).hexdigest()
+
+
+def run_name(cfg) -> str:
+    """`sjlt-k4096-trak-s0-1a2b3c` (identity: `identity-trak-s0-...`)."""
+    k = f"-k{cfg.proj_dim}" if uses_proj_dim(cfg.compressor) else ""
+    return f"{cfg.compressor.name}{k}-{cfg.tda.name}-s{cfg.seed}-{settings_hash(result_settings(cfg))}"
+
+
+def run_name_resolver(*, _root_: DictConfig) -> str:
+    """`${grass_run_name:}` in Hydra's run/sweep dir: run_name of the composed config."""
+    return run_name(_root_)
