@@ -6,6 +6,13 @@ and delta~ = P_out delta (O -> k_o), and contracts them: G~_b = sum_t delta~_{b,
 output-index-major to k_o * k_i. That equals (P_out kron P_in) vec(G_b) without ever building G_b.
 An optional stage 2 (a Compressor) maps the k_o * k_i vector to K.
 
+Exact where nothing is saved: a side whose width k reaches its factor's width (k >= I' or k >= O, so it is
+clamped to that width) keeps every coordinate, and a square random map of a width onto itself (Gaussian,
+SJLT) would only distort inner products; such a side is the Identity, whatever `side` is (a mask keeping
+every coordinate is the identity already, so a learned one needs no file there). Likewise stage 2 exists
+only when it shrinks: with k_o * k_i <= K it is skipped and the stage-1 features are kept, so a layer
+narrower than its sides gives its exact per-example gradient vec(G_b) [O * I'].
+
 The four methods are one builder, `factorized`, fed different Compressor partials by
 conf/compressor/{logra,factgrass,fact_sjlt,fact_mask}.yaml (marked `kind: factorized`). The pipeline
 builds one FactorizedCompressor per layer with `build_factorized(node, in_dim=I', out_dim=O,
@@ -22,6 +29,7 @@ from typing import Callable
 import torch
 
 from grass.compress.base import Compressor
+from grass.compress.identity import Identity
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node, plain_node
 from grass.seeding import derive_seed
@@ -115,10 +123,25 @@ def side_width(proj_dim: int, blowup: int) -> int:
 
 
 def _clamped(k: int, width: int, layer_name: str, side: str) -> int:
+    """min(k, width), logging when the side is clamped (the side is then the identity, see `_side`)."""
     if k > width:
         log.info("layer '%s': %s side %d clamped to the layer width %d", layer_name, side, k, width)
         return width
     return k
+
+
+def _side(side: CompressorFactory, width: int, k: int, seed: int, layer_name: str, label: str,
+          extra: dict) -> Compressor:
+    """One stage-1 side [N, width] -> [N, k]: `side` when k < width, else (k >= width) the exact Identity.
+
+    label: "input" | "output" (for the log); extra: the per-layer-mask knobs of a learned side.
+    """
+    if k < width:
+        return side(in_dim=width, out_dim=k, seed=seed, **extra)
+    kind = getattr(getattr(side, "func", side), "__name__", repr(side))
+    log.info("layer '%s': %s side keeps the whole layer width %d: identity (exact), no %s map",
+             layer_name, label, width, kind)
+    return Identity(width)
 
 
 def side_widths(in_dim: int, out_dim: int, proj_dim: int, blowup: int = 1, side_dim: int | None = None,
@@ -148,7 +171,7 @@ def factorized(in_dim: int, out_dim: int, proj_dim: int, seed: int, layer_name: 
                side: CompressorFactory, stage2: CompressorFactory | None = None,
                blowup: int = 1, side_dim: int | None = None) -> FactorizedCompressor:
     """One layer's factorized compressor: sides of width sqrt(blowup * K), or `side_dim` when given (both
-    clamped to I' and O), then stage 2.
+    clamped to I' and O), then stage 2. A side that keeps its layer's whole width is the Identity (exact).
 
     in_dim = I' (layer input width incl. bias column), out_dim = O (layer output width), proj_dim = K
     (per-layer feature width). side_dim fixes the side width for every K, as the paper's Table 2 FactGraSS
@@ -162,12 +185,12 @@ def factorized(in_dim: int, out_dim: int, proj_dim: int, seed: int, layer_name: 
     extra = {}
     if getattr(getattr(side, "func", side), "per_layer_mask", False):  # a learned mask: one file per layer and side
         extra = {"layer": str(layer_name), "pair": (k_in, k_out)}
-    in_side = side(in_dim=int(in_dim), out_dim=k_in, seed=derive_seed(seed, layer_name, "in"),
-                   **({**extra, "side": "in"} if extra else {}))
-    out_side = side(in_dim=int(out_dim), out_dim=k_out, seed=derive_seed(seed, layer_name, "out"),
-                    **({**extra, "side": "out"} if extra else {}))
+    in_side = _side(side, int(in_dim), k_in, derive_seed(seed, layer_name, "in"), layer_name, "input",
+                    {**extra, "side": "in"} if extra else {})
+    out_side = _side(side, int(out_dim), k_out, derive_seed(seed, layer_name, "out"), layer_name, "output",
+                     {**extra, "side": "out"} if extra else {})
     stage1_dim = in_side.out_dim * out_side.out_dim  # from the built sides: identity keeps its width
-    last = None
+    last = None  # a stage 2 to K >= stage1_dim would be a square or widening random map: skipped
     if stage2 is not None and stage1_dim > int(proj_dim):
         last = stage2(in_dim=stage1_dim, out_dim=int(proj_dim), seed=derive_seed(seed, layer_name, "stage2"))
     elif stage2 is not None:

@@ -35,10 +35,21 @@ def text_files(path: str | Path) -> list[Path]:
 
 
 def read_text(path: Path) -> str:
+    """The UTF-8 text of a corpus or prompt file.
+
+    Raises GrassError naming the file when it is not UTF-8 text: bytes that do not decode, or a NUL byte
+    (a binary file, or UTF-16 text, decodes without error but is no text to tokenize).
+    """
+    hint = "convert it (iconv -t UTF-8) or remove it"
     try:
-        return path.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise GrassError(f"{path} is not UTF-8 text ({e}); convert it (iconv -t UTF-8) or remove it") from None
+        raise GrassError(f"{path} is not UTF-8 text ({e}); {hint}") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise GrassError(f"{path} is not UTF-8 text (a NUL character at offset {nul}: a binary or UTF-16 file?); "
+                         f"{hint}")
+    return text
 
 
 def tokenize_documents(tokenizer, texts: list[str]) -> list[list[int]]:

@@ -35,9 +35,12 @@ def write_report(ctx, layout, queries, top) -> tuple[Path, Path]:
     md = [f"# {title}", "", f"{len(queries.names)} queries against {ctx.task.n_train} training examples; "
           f"the {top.k} highest (most helpful) and lowest (most harmful) influence scores per query.", ""]
     body = [f"<h1>{html.escape(title)}</h1>"]
-    for j, (name, text) in enumerate(zip(queries.names, queries.texts)):
+    for j, (name, text, note) in enumerate(zip(queries.names, queries.texts, queries.notes)):
         md += [f"## Query {j}: {name}", "", "> " + text.replace("\n", "\n> "), ""]
         body += [f"<h2>Query {j}: {html.escape(name)}</h2>", f"<blockquote>{html.escape(text)}</blockquote>"]
+        if note:
+            md += [f"*Note: {note}.*", ""]
+            body.append(f"<p class='note'><em>Note: {html.escape(note)}.</em></p>")
         for heading, pair in (("Most helpful", top.high), ("Most harmful", top.low)):
             md += [f"### {heading}", "", "| rank | score | training example | text |", "|---|---|---|---|"]
             body += [f"<h3>{heading}</h3>", "<table><tr><th>rank</th><th>score</th><th>training example</th>"

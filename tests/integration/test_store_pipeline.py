@@ -48,7 +48,8 @@ def test_split_stages_and_workers_equal_stage_all_and_write_the_prompt_report(st
     prompts = tmp_path / "prompts"
     prompts.mkdir()
     (prompts / "a_letter.txt").write_text("She wrote a letter to her sister <dear> every morning.")
-    (prompts / "b_walk.txt").write_text("The brother and the father took a walk in the evening.")
+    walk = "The brother and the father took a walk in the evening, and the sister stayed at home. " * 3
+    (prompts / "b_walk.txt").write_text(walk)  # 57 GPT-2 tokens: cut to the block size, 32
     full_vocab = "dataset.compact_vocab=false"  # prompts may use any GPT-2 token
     metrics = run(store_cfg("all", f"store.prompts_dir={prompts}", "profile=true", full_vocab))
     _split_run(store_cfg, "split", f"store.prompts_dir={prompts}", full_vocab)
@@ -63,6 +64,7 @@ def test_split_stages_and_workers_equal_stage_all_and_write_the_prompt_report(st
     page = (tmp_path / "all" / "report.html").read_text()
     assert "Query 0: a_letter.txt" in md and "Query 1: b_walk.txt" in md and md.count("### Most helpful") == 2
     assert "&lt;dear&gt;" in page and "<dear>" not in page  # prompt text is escaped in the HTML
+    assert walk.strip() not in md and "*Note: cut to the block size: the first 32 of its 57 tokens" in md
     best = int(scores[:, 0].argmax())
     assert f"| 1 | {float(scores[best, 0]):.4g} | train {best} " in md  # rank 1 is the top score
     influence = torch.load(tmp_path / "all" / "self_influence.pt")["self_influence"]
@@ -190,6 +192,11 @@ def test_store_pipeline_input_errors(store_cfg, tmp_path):
     run(store_cfg("s", "stage=ifvp"))
     with pytest.raises(GrassError, match="prompt .*p.txt uses tokens .*compact_vocab=true"):
         run(store_cfg("s", "stage=attribute", f"store.prompts_dir={prompts}"))  # tiny_lm compacts its vocabulary
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(GrassError, match=r"image\.txt is not UTF-8 text .*iconv -t UTF-8"):
+        run(store_cfg("s", "stage=attribute", f"store.prompts_dir={binary}"))
 
 
 def test_submitit_local_launcher_runs_two_cache_workers(tmp_path, corpus):

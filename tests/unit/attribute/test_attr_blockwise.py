@@ -1,15 +1,20 @@
 """Block-diagonal eFIM influence over linear layers (SPEC 1.1) against a dense per-layer computation."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from grass.attribute.attributors import GradDotAttributor, InfluenceAttributor, TRAKAttributor
 from grass.attribute.blockwise import BlockwiseAttributor
 from grass.capture.linear import ClassifierTarget, LinearCapture, layer_dims
-from grass.compress.factorized import FactorizedCompressor
+from grass.compress.factorized import FactorizedCompressor, build_factorized
 from grass.compress.identity import Identity
 from grass.errors import GrassError
+
+CONF = Path(__file__).resolve().parents[3] / "conf" / "compressor"
 
 
 def _tiny():
@@ -83,3 +88,26 @@ def test_blockwise_refusals():
         attributor.add_checkpoint({"a": torch.randn(4, 2)}, {"b": torch.randn(2, 2)})
     with pytest.raises(GrassError, match="layer 'a'"):
         attributor.add_checkpoint({"a": torch.zeros(4, 2)}, {"a": torch.zeros(2, 2)})
+
+
+FACTORIZED = ("logra", "fact_sjlt", "fact_mask", "factgrass", "fact_sm", "factgrass_sm")
+
+
+@pytest.mark.parametrize("method", FACTORIZED)
+def test_factorized_sides_wider_than_the_layers_give_the_exact_influence(method, tmp_path):
+    """K = 64: every side (sqrt(K) = 8, or factgrass's 128) is clamped to layers of width I' <= 6, O <= 4, so
+    the sides keep every coordinate and must be exact: the scores are the uncompressed per-layer eFIM's."""
+    model, train_batch, query_batch = _tiny()
+    node = OmegaConf.load(CONF / f"{method}.yaml")
+    if "mask_dir" in node.side:  # a side keeping its whole width reads no learned mask: the folder stays empty
+        node.side.mask_dir, node.side.expected_fingerprint = str(tmp_path), {"models": "unused"}
+    comps = {n: build_factorized(node, in_dim=i, out_dim=o, proj_dim=64, seed=3, layer_name=n)
+             for n, (o, i) in layer_dims(model).items()}
+    exact, compressed = BlockwiseAttributor(InfluenceAttributor), BlockwiseAttributor(InfluenceAttributor)
+    full = LinearCapture(model, ClassifierTarget("loss"), ["*"])  # uncompressed [N, O * I'] per layer
+    exact.add_checkpoint(full.capture(train_batch), full.capture(query_batch))
+    capture = LinearCapture(model, ClassifierTarget("loss"), ["*"], comps)
+    compressed.add_checkpoint(capture.capture(train_batch), capture.capture(query_batch))
+    for lam in (1e-4, 1e-2, 1.0):
+        want = exact.scores(lam)
+        torch.testing.assert_close(compressed.scores(lam), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))

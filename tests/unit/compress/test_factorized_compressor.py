@@ -163,3 +163,23 @@ def test_bad_arguments_and_shapes_are_refused():
         fc(a, delta, torch.ones(3, 4))
     with pytest.raises(GrassError, match="stage 2 expects"):
         FactorizedCompressor(Identity(3), Identity(4), SJLT(10, 2))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_side_keeping_the_whole_layer_width_is_the_identity(method, caplog):
+    """I' = 6 and O = 4 are narrower than every side (8 = sqrt(64), or factgrass's 128): both sides are exact,
+    and stage 2 (factgrass) is skipped since 4 * 6 <= K; each identity side is logged."""
+    with caplog.at_level(logging.INFO, logger="grass.compress.factorized"):
+        fc = _build(method, in_dim=6, out_dim=4, k=64, layer="blk.fc")
+    assert isinstance(fc.in_side, Identity) and isinstance(fc.out_side, Identity) and fc.stage2 is None
+    assert (fc.k_in, fc.k_out, fc.feature_dim) == (6, 4, 24)
+    for side, width in (("input", 6), ("output", 4)):
+        assert f"layer 'blk.fc': {side} side keeps the whole layer width {width}: identity" in caplog.text
+    a, delta = _factors(i=6, o=4)
+    torch.testing.assert_close(fc(a, delta), torch.einsum("bto,bti->boi", delta, a).reshape(3, 24))
+
+
+def test_a_side_of_exactly_the_layer_width_is_the_identity_the_other_stays_random():
+    fc = _build("logra", in_dim=8, out_dim=300, k=64)  # side 8 = I' (no clamping needed), 8 < O
+    assert isinstance(fc.in_side, Identity) and isinstance(fc.out_side, Gaussian)
+    assert (fc.k_in, fc.k_out) == (8, 8)

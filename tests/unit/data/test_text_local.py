@@ -78,9 +78,12 @@ def test_empty_folder_and_bad_sizes(tmp_path, corpus, tok):
         load_local_text(str(corpus), n_train=0, tokenizer=tok)
 
 
-def test_non_utf8_file_is_named(tmp_path, tok):
-    (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait\n" * 50)
-    with pytest.raises(GrassError, match="bad.txt is not UTF-8"):
+@pytest.mark.parametrize("content", [b"caf\xe9 au lait\n" * 50,  # Latin-1
+                                     "au lait\n".encode("utf-16-le") * 50],  # decodes as UTF-8, with NULs
+                         ids=["latin1", "utf16"])
+def test_non_utf8_file_is_named(tmp_path, tok, content):
+    (tmp_path / "bad.txt").write_bytes(content)
+    with pytest.raises(GrassError, match="bad.txt is not UTF-8 text .*iconv"):
         load_local_text(str(tmp_path), tokenizer=tok)
 
 
