@@ -8,12 +8,21 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 
-class OutputsWritable(Callback):
-    """Refuse, in one line, an outputs folder (paths.root) that cannot be written, before Hydra makes the
-    run folder in it (otherwise three chained Hydra tracebacks)."""
+class Preflight(Callback):
+    """Before Hydra makes a run folder: refuse an outputs folder (paths.root) that cannot be written and, for
+    a single run, every setting that grass.validate can check from the config alone, each as one `error:`
+    line (otherwise chained Hydra tracebacks, or an empty run folder left behind). A multirun's jobs are
+    checked by grass.pipeline.run itself, since the sweep's values are not known here."""
 
     def on_run_start(self, config, **kwargs) -> None:
         check_writable(config.paths.root)
+        from grass.errors import GrassError
+        from grass.pipeline import preflight
+
+        try:
+            preflight(config)
+        except GrassError as e:
+            sys.exit(f"error: {e}")
 
     def on_multirun_start(self, config, **kwargs) -> None:
         check_writable(config.paths.root)

@@ -3,6 +3,8 @@
 import errno
 import glob
 import json
+import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from grass.errors import GrassError
 
 
+log = logging.getLogger(__name__)
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -62,4 +65,24 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
 
 
 def atomic_write_json(obj, path: Path) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
+    """obj as strict JSON (no NaN / Infinity tokens, which JSON lacks): non-finite floats are written as null,
+    and each such key is logged with its value."""
+    bad: list[str] = []
+    clean = finite_or_null(obj, "", bad)
+    if bad:
+        log.warning("%s: not a finite number, written as null: %s", Path(path).name, ", ".join(bad))
+    text = json.dumps(clean, indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def finite_or_null(obj, key: str, bad: list[str]):
+    """obj (dicts, lists, tuples, scalars) with every NaN / +-inf float replaced by None; appends 'key = value'
+    of each replaced one to `bad` (nested keys joined with '.', list items as [i])."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        bad.append(f"{key or '<top>'} = {obj}")
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v, f"{key}.{k}" if key else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v, f"{key}[{i}]", bad) for i, v in enumerate(obj)]
+    return obj

@@ -23,6 +23,7 @@ from grass.stages.groundtruth import run_groundtruth
 from grass.stages.selective import run_selective_mask, uses_learned_mask
 from grass.tasks import make_task
 from grass.track import Tracker
+from grass.validate import validate_config, validate_for_task
 
 log = logging.getLogger(__name__)
 STAGES = ("finetune", "selective_mask", "groundtruth", "attribute", "lds")
@@ -47,20 +48,27 @@ def stages_to_run(stage: str) -> list[str]:
     return [stage]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run the configured stages; returns the metrics also written to <run dir>/metrics.json."""
+def preflight(cfg: DictConfig) -> list[str]:
+    """The stages this config runs, after every check that needs only the config (GrassError otherwise).
+    run.py's Hydra callback calls it too, before Hydra makes the run folder."""
     if cfg.pipeline not in PIPELINES:
         raise GrassError(f"pipeline={cfg.pipeline!r}; choose one of {list(PIPELINES)}")
+    stages = store_stages(cfg.stage) if cfg.pipeline == "store" else stages_to_run(cfg.stage)
+    validate_config(cfg, stages)
+    return stages
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the configured stages; returns the metrics also written to <run dir>/metrics.json."""
+    stages = preflight(cfg)
     staged = cfg.pipeline == "store"
-    stages = store_stages(cfg.stage) if staged else stages_to_run(cfg.stage)
-    if cfg.proj_dim <= 0:
-        raise GrassError(f"proj_dim must be positive, got {cfg.proj_dim}")
     if cfg.hardware.num_threads:
         torch.set_num_threads(cfg.hardware.num_threads)
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data = instantiate_node(cfg.dataset, "dataset")
     task = make_task(cfg, data)
+    validate_for_task(cfg, task, stages)
     if "attribute" in stages and not staged:
         make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)

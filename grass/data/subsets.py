@@ -39,10 +39,15 @@ def load_or_draw_subsets(path: Path, n_train: int, fraction: float, seed: int, c
     return stored[:count]
 
 
-def validation_split(n_query: int, fraction: float, seed: int):
-    """(val_idx, eval_idx) LongTensors: a seeded fraction of queries chooses the damping, the rest is reported."""
+def validation_size(n_query: int, fraction: float) -> int:
+    """How many of n_query queries the validation split holds out to choose the damping: max(2, round(f * n))."""
     if not 0.0 < fraction < 1.0:
         raise GrassError(f"lds.val_fraction must lie in (0, 1), got {fraction}")
-    n_val = max(2, round(fraction * n_query))
+    return max(2, round(fraction * n_query))
+
+
+def validation_split(n_query: int, fraction: float, seed: int):
+    """(val_idx, eval_idx) LongTensors: a seeded fraction of queries chooses the damping, the rest is reported."""
+    n_val = validation_size(n_query, fraction)
     order = torch.randperm(n_query, generator=generator(seed, "query_validation_split"))
     return order[:n_val].sort().values, order[n_val:].sort().values

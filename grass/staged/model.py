@@ -3,22 +3,21 @@
 import torch
 from torch import nn
 
-from grass.compress.factorized import FactorizedCompressor, is_factorized
+from grass.compress.factorized import FactorizedCompressor
 from grass.errors import GrassError
 from grass.seeding import derive_seed
 from grass.stages.attribute_linear import build_layer_compressors
 from grass.stages.context import RunContext
 from grass.stages.finetune import checkpoint_path
-
-MODEL_SOURCES = ("checkpoint", "base")
+from grass.validate import STORE_MODELS
 
 
 def attribution_model(ctx: RunContext) -> nn.Module:
     """store.model=checkpoint: the full-data fine-tuned model (stage=finetune of pipeline=lds makes it);
     store.model=base: the base the fine-tuning starts from (a pretrained model as it is, e.g. SmolLM2)."""
     source = ctx.cfg.store.model
-    if source not in MODEL_SOURCES:
-        raise GrassError(f"store.model={source!r}; choose one of {list(MODEL_SOURCES)}")
+    if source not in STORE_MODELS:
+        raise GrassError(f"store.model={source!r}; choose one of {list(STORE_MODELS)}")
     if source == "checkpoint":
         path = checkpoint_path(ctx.models_dir(), 0)
         if not path.exists():
@@ -36,10 +35,8 @@ def attribution_model(ctx: RunContext) -> nn.Module:
 
 
 def layer_compressors(ctx: RunContext, model: nn.Module) -> dict[str, FactorizedCompressor]:
-    """Checkpoint 0's per-layer compressors, exactly as pipeline=lds builds them (so features agree)."""
-    if not is_factorized(ctx.cfg.compressor):
-        raise GrassError(f"pipeline=store compresses linear layers from their factors: it needs a factorized "
-                         f"compressor (factgrass, logra, fact_sjlt, fact_mask, fact_sm, factgrass_sm), not "
-                         f"compressor={ctx.cfg.compressor.name}; flat compressors run with pipeline=lds")
+    """Checkpoint 0's per-layer compressors, exactly as pipeline=lds builds them (so features agree).
+
+    A factorized compressor is required up front (grass.validate); a flat one fails in build_factorized."""
     with torch.no_grad():
         return build_layer_compressors(ctx, model, derive_seed(ctx.cfg.seed, "linear", "checkpoint", 0))

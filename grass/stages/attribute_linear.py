@@ -21,6 +21,7 @@ from grass.seeding import derive_seed
 from grass.stages.context import RunContext
 from grass.stages.finetune import checkpoint_path
 from grass.stages.selective import compressor_node
+from grass.validate import check_proj_dim
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def build_layer_compressors(ctx: RunContext, model, seed: int) -> dict[str, Fact
     One untimed call per layer on a zero token does the one-time setup (loading the SJLT kernel, drawing
     and caching a dense Gaussian), so time/compress_s measures the per-example cost of every method alike.
     """
+    check_proj_dim(ctx.cfg, model)  # up front too, where the model's shapes were known before loading it
     dims = layer_dims(model, list(ctx.cfg.capture.layers))
     node = compressor_node(ctx)  # selective sides get this run's mask fingerprint
     compressors = {name: build_factorized(node, in_dim=i, out_dim=o, proj_dim=ctx.cfg.proj_dim,

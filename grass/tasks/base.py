@@ -38,6 +38,11 @@ class Task(ABC):
         """Make what every model training starts from (e.g. a pretrained base); idempotent."""
 
     @abstractmethod
+    def skeleton(self) -> nn.Module | None:
+        """The model's architecture on the meta device (parameter shapes only: no weights, no memory), or None
+        when only loading the weights gives it (a pretrained model). Up-front checks read its shapes."""
+
+    @abstractmethod
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
         """A model trained on the train rows selected by `rows` (bool [n_train]), on the CPU, in eval mode."""
 

@@ -22,6 +22,10 @@ from grass.tasks.base import Task, lightning_fit
 class ClassificationTask(Task):
     data: ClassificationData
 
+    def skeleton(self) -> nn.Module:
+        with torch.device("meta"):
+            return build_classifier(self.cfg.model, self.data)
+
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
         L.seed_everything(seed % (2**31), workers=True, verbose=False)
         model = build_classifier(self.cfg.model, self.data)

@@ -71,6 +71,12 @@ class LanguageTask(Task):
                              f"dataset {self.data.name} has {self.data.vocab_size} tokens")
         return model
 
+    def skeleton(self) -> nn.Module | None:
+        if is_pretrained(self.cfg.model):
+            return None  # its builder reads the weights (from_pretrained) to know the shapes
+        with torch.device("meta"):
+            return self._build()
+
     def _check_own_tokenizer(self, vocab: int) -> None:
         """A pretrained model reads its own tokenizer's ids: same vocabulary size, not renumbered."""
         name, data = self.cfg.model.name, self.data

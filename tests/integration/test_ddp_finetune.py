@@ -10,10 +10,10 @@ from grass.seeding import derive_seed
 
 
 def test_ddp_trains_models_that_the_chain_uses(compose_cfg, tmp_path):
-    overrides = ("hardware=ddp", "lds.num_subsets=3", "tda.num_checkpoints=1", "finetune.epochs=2")
+    overrides = ("hardware=ddp", "lds.num_subsets=4", "tda.num_checkpoints=1", "finetune.epochs=2")
     cfg = compose_cfg(*overrides, "stage=finetune")
     metrics = run(cfg)
-    assert metrics["finetune/models_trained"] == 4
+    assert metrics["finetune/models_trained"] == 5
     (saved,) = sorted((tmp_path / "outputs" / "artifacts" / "models").glob("*/subset_000.pt"))
     trained = torch.load(saved)
     # the same initialisation train_one starts from: the stored weights must be the trained ones that the
