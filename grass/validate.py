@@ -22,11 +22,10 @@ from torch import nn
 from grass.capture.flat import num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized
-from grass.compress.identity import Identity
 from grass.data.subsets import validation_size
 from grass.errors import GrassError
-from grass.instantiate import plain_node
 from grass.outputs import OUTPUT_FUNCTIONS
+from grass.run_settings import uses_proj_dim
 from grass.store.feature_store import VERIFY_MODES
 from grass.store.manifest import DTYPES
 from grass.store.workers import parse_worker, resolve_worker
@@ -78,7 +77,7 @@ def check_proj_dim(cfg: DictConfig, model: nn.Module) -> None:
     per-layer K = proj_dim, clamped per layer: K <= the largest captured layer's O * I'.
     """
     k, name = cfg.proj_dim, cfg.compressor.name
-    if plain_node(cfg.compressor).get("_target_") == f"{Identity.__module__}.{Identity.__name__}":
+    if not uses_proj_dim(cfg.compressor):
         return
     if is_factorized(cfg.compressor):
         dims = layer_dims(model, list(cfg.capture.layers))
