@@ -121,6 +121,25 @@ def test_a_flipped_byte_names_the_shard(store_cfg, tmp_path):
         run(store_cfg("s", "stage=precondition"))
 
 
+def test_a_flipped_byte_in_the_preconditioner_or_the_lm_base_is_a_named_error(store_cfg, tmp_path):
+    run(store_cfg("s", "stage=cache"))
+    run(store_cfg("s", "stage=precondition"))
+    preconditioner = tmp_path / "s" / "preconditioner.pt"
+    _flip(preconditioner)
+    with pytest.raises(GrassError, match=r"preconditioner.pt is corrupt.*rerun stage=precondition"):
+        run(store_cfg("s", "stage=ifvp"))
+    (base,) = tmp_path.rglob("artifacts/base/*/base.pt")  # the tiny LM's base, pretrained by grass
+    _flip(base)
+    with pytest.raises(GrassError, match=r"base.pt is corrupt"):
+        run(store_cfg("fresh", "stage=cache"))
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def test_a_compressor_setting_changed_after_cache_is_refused_by_name(store_cfg):
     run(store_cfg("s", "stage=cache"))
     with pytest.raises(GrassError, match=r"compressor.side_dim: cache=128, now=64"):
