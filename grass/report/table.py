@@ -12,18 +12,16 @@ log = logging.getLogger(__name__)
 
 
 def collect(experiment_dir: Path) -> list[dict]:
-    """The newest finished run per (dataset, model, tda, compressor, k, seed) under experiment_dir."""
+    """Every finished run under experiment_dir (one metrics.json per run folder, i.e. per configuration)."""
     if not experiment_dir.is_dir():
         raise GrassError(f"no runs under {experiment_dir}; run `python run.py experiment=...` first")
-    newest: dict[tuple, dict] = {}
+    runs = []
     for path in sorted(experiment_dir.rglob("metrics.json")):
         m = json.loads(path.read_text())
-        if "lds/mean" not in m:
+        if m.get("lds/mean") is None:
             continue
-        key = tuple(m.get(f"run/{k}") for k in ("dataset", "model", "tda", "compressor", "proj_dim", "seed"))
-        if key not in newest or m.get("run/started", "") >= newest[key].get("run/started", ""):
-            newest[key] = m
-    return sorted(newest.values(), key=lambda m: (m["run/compressor"], m["run/proj_dim"], m["run/seed"]))
+        runs.append({**m, "run/folder": str(path.parent.relative_to(experiment_dir))})
+    return sorted(runs, key=lambda m: (m["run/tda"], m["run/compressor"], m["run/proj_dim"], m["run/seed"]))
 
 
 def rows_for_table(runs: list[dict], experiment: str) -> list[dict]:
@@ -37,25 +35,18 @@ def rows_for_table(runs: list[dict], experiment: str) -> list[dict]:
             "paper_lds": paper[0] if paper else None, "paper_s": paper[1] if paper else None,
             "machine": m.get("run/machine", ""),
             "checkpoints": m.get("run/num_checkpoints", len(m.get("compress/sketch_seeds", []))),
+            "run": m["run/folder"], "started": m.get("run/started", ""),
         })
     return rows
 
 
 def markdown(rows: list[dict], experiment: str) -> str:
-    ks = sorted({r["k"] for r in rows})
+    """One method x k table per tda. A cell that several configurations share (another seed, damping grid,
+    compressor option, ...) shows the newest of them and is listed under the table; table.csv has every run."""
+    lines = [f"## {experiment}: LDS and compression time (ours vs the paper)"]
+    for tda in sorted({r["tda"] for r in rows}):
+        lines += ["", f"### tda={tda}", ""] + _table([r for r in rows if r["tda"] == tda])
     methods = sorted({r["method"] for r in rows})
-    cell = {(r["method"], r["k"]): r for r in rows}
-    head = "| method | " + " | ".join(f"k={k} ours: LDS [95% CI] / s | k={k} paper" for k in ks) + " |"
-    lines = [f"## {experiment}: LDS and compression time (ours vs the paper)", "", head,
-             "|---|" + "---|---|" * len(ks)]
-    for method in methods:
-        cells = []
-        for k in ks:
-            r = cell.get((method, k))
-            ours = f"{r['lds']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] / {r['compress_s']:.2f}" if r else "-"
-            paper = f"{r['paper_lds']:.3f} / {r['paper_s']:.2f}" if r and r["paper_lds"] is not None else "-"
-            cells += [ours, paper]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     machines = sorted({r["machine"] for r in rows if r["machine"]})
     checkpoints = sorted({r["checkpoints"] for r in rows})
     tdas = sorted({r["tda"] for r in rows})
@@ -66,6 +57,41 @@ def markdown(rows: list[dict], experiment: str) -> str:
               "Paper times: the authors' GPU; compare ratios between methods, not absolute seconds."]
     lines += [f"- {m}: {note}" for m, note in PAPER_NOTES.items() if m in methods]
     return "\n".join(lines) + "\n"
+
+
+def runs_per_cell(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """(tda, method, k) -> the rows of that cell, oldest first."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["started"]):
+        cells.setdefault((r["tda"], r["method"], r["k"]), []).append(r)
+    return cells
+
+
+def newest_per_cell(rows: list[dict]) -> dict[tuple, dict]:
+    return {key: runs[-1] for key, runs in runs_per_cell(rows).items()}
+
+
+def _table(rows: list[dict]) -> list[str]:
+    """The markdown lines of one tda's method x k table, then a line per cell shared by several runs."""
+    ks = sorted({r["k"] for r in rows})
+    cells = {(method, k): runs for (_, method, k), runs in runs_per_cell(rows).items()}
+    lines = ["| method | " + " | ".join(f"k={k} ours: LDS [95% CI] / s | k={k} paper" for k in ks) + " |",
+             "|---|" + "---|---|" * len(ks)]
+    for method in sorted({r["method"] for r in rows}):
+        out = []
+        for k in ks:
+            r = cells.get((method, k), [None])[-1]
+            ours = f"{r['lds']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] / {r['compress_s']:.2f}" if r else "-"
+            paper = f"{r['paper_lds']:.3f} / {r['paper_s']:.2f}" if r and r["paper_lds"] is not None else "-"
+            out += [ours, paper]
+        lines.append(f"| {method} | " + " | ".join(out) + " |")
+    shared = {key: runs for key, runs in cells.items() if len(runs) > 1}
+    for (method, k), runs in sorted(shared.items()):
+        log.warning("report: %d configurations of %s k=%s; the table shows the newest, table.csv lists all",
+                    len(runs), method, k)
+        lines.append(f"- {method} k={k}: {len(runs)} configurations, shown: {runs[-1]['run']}; also "
+                     + ", ".join(f"{r['run']} ({r['lds']:.3f})" for r in runs[:-1]))
+    return lines
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -83,11 +109,13 @@ def plot(rows: list[dict], path: Path, experiment: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method in sorted({r["method"] for r in rows}):
-        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["k"])
+    shown = newest_per_cell(rows)
+    several_tda = len({tda for tda, _, _ in shown}) > 1
+    for tda, method in sorted({(tda, method) for tda, method, _ in shown}):
+        pts = sorted((r for (t, m, _), r in shown.items() if (t, m) == (tda, method)), key=lambda r: r["k"])
         xs, ys = [r["compress_s"] for r in pts], [r["lds"] for r in pts]
         err = [[r["lds"] - r["ci_low"] for r in pts], [r["ci_high"] - r["lds"] for r in pts]]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{method} ({tda})" if several_tda else method)
         for r in pts:
             ax.annotate(f"k={r['k']}", (r["compress_s"], r["lds"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
