@@ -8,10 +8,47 @@ checked when instantiated.
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+
+class Choice(str, Enum):
+    """A setting from a fixed list: a misspelled value fails when Hydra composes the config ("Invalid value
+    'stor', expected one of [lds, store]"). Members compare, hash, print and serialise as their plain string,
+    so code reads them as the strings they were."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def choice(name: str, *values: str) -> type[Choice]:
+    return Choice(name, {v: v for v in values})
+
+
+Pipeline = choice("Pipeline", "lds", "store")
+Stage = choice("Stage", "all", "finetune", "selective_mask", "groundtruth", "attribute", "lds",  # pipeline=lds
+               "cache", "precondition", "ifvp", "self_influence")  # pipeline=store
+Optimizer = choice("Optimizer", "adam", "adamw", "sgd")
+Schedule = choice("Schedule", "constant", "linear")
+StopOn = choice("StopOn", "soft", "topk")
+MaskInit = choice("MaskInit", "energy", "random")
+Relaxation = choice("Relaxation", "straight_through", "soft")
+StoreDtype = choice("StoreDtype", "float32", "bfloat16")
+VerifyMode = choice("VerifyMode", "once", "always")
+StoreModel = choice("StoreModel", "checkpoint", "base")
+Target = choice("Target", "margin", "loss")
+DampingKind = choice("DampingKind", "absolute", "relative", "none")
+LoggerBackend = choice("LoggerBackend", "wandb", "csv", "none")
+WandbMode = choice("WandbMode", "offline", "online", "disabled")
 
 
 @dataclass
@@ -25,10 +62,10 @@ class FinetuneConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: Optimizer = Optimizer.adam
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    schedule: str = "constant"  # constant | linear (linear decay to 0)
+    schedule: Schedule = Schedule.constant  # linear: decay to 0
     progress_bar: bool = False  # Lightning's per-model bar; an outer bar counts models
 
 
@@ -40,7 +77,7 @@ class PretrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "linear"  # constant | linear (decay to 0 after warmup)
+    schedule: Schedule = Schedule.linear  # decay to 0 after warmup
     warmup_steps: int = 50
 
 
@@ -76,9 +113,9 @@ class SelectiveMaskConfig:
     temperature: float = 0.01  # at T=1 the near-uniform start has zero correlation gradient (see learn.py)
     query_fraction: float = 0.2
     batch_size: Optional[int] = None
-    stop_on: str = "soft"  # soft | topk: which fidelity the early stop watches
-    init: str = "energy"  # energy | random (SPEC 4's N(0, 0.01^2)): where the logits start (see selective/learn.py)
-    relaxation: str = "straight_through"  # straight_through | soft (SPEC 4's sigmoid mask in B)
+    stop_on: StopOn = StopOn.soft  # which fidelity the early stop watches
+    init: MaskInit = MaskInit.energy  # random: SPEC 4's N(0, 0.01^2); where the logits start (selective/learn.py)
+    relaxation: Relaxation = Relaxation.straight_through  # soft: SPEC 4's sigmoid mask in B
 
 
 @dataclass
@@ -86,22 +123,22 @@ class StoreConfig:
     """pipeline=store (the staged, sharded pipeline of grass.staged): where and how features are kept."""
 
     dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<proj_dim>-s<seed>
-    dtype: str = "float32"  # float32 | bfloat16: storage of train and iFVP features
+    dtype: StoreDtype = StoreDtype.float32  # storage of train and iFVP features
     chunk_size: int = 64  # train rows per shard; workers split whole chunks
     damping: float = 0.1  # relative, per layer: lambda * trace(F_l) / K_l (as tda=if_efim)
     memory_budget_gb: float = 2.0  # attribute: train rows x queries scored per block fit this
     top_k: int = 5  # training blocks shown per query in the report, each way
     prompts_dir: Optional[str] = None  # a folder of *.txt prompts as queries; null: the dataset's query blocks
-    model: str = "checkpoint"  # checkpoint: the fine-tuned full-data model; base: the (pre)trained base as is
-    verify: str = "once"  # shard checksums: once per process | always
+    model: StoreModel = StoreModel.checkpoint  # the fine-tuned full-data model; base: the (pre)trained base as is
+    verify: VerifyMode = VerifyMode.once  # shard checksums: once per process | always
 
 
 @dataclass
 class TDAConfig:
     name: str = MISSING
-    target: str = "margin"  # output function differentiated: margin | loss
+    target: Target = Target.margin  # output function differentiated
     num_checkpoints: int = 1  # models the features are averaged over
-    damping: str = "absolute"  # what a grid value means: absolute | relative | none
+    damping: DampingKind = DampingKind.absolute  # what a grid value means
     attributor: Any = MISSING  # _target_ node of a grass.attribute Attributor
 
 
@@ -121,10 +158,10 @@ class HardwareConfig:
 
 @dataclass
 class LoggerConfig:
-    backend: str = "wandb"  # wandb | csv | none
+    backend: LoggerBackend = LoggerBackend.wandb
     project: str = "grass"
     entity: Optional[str] = None
-    mode: str = "offline"  # wandb mode: offline (local folder, `wandb sync` later) | online | disabled
+    mode: WandbMode = WandbMode.offline  # offline: local folder, `wandb sync` later
     tags: List[str] = field(default_factory=list)
 
 
@@ -145,8 +182,8 @@ class GrassConfig:
     experiment_name: str = "default"
     seed: int = 0
     proj_dim: int = 4096  # flat methods: whole-model k
-    pipeline: str = "lds"  # lds: in-memory, scored by LDS | store: staged and sharded (grass.staged)
-    stage: str = "all"  # lds: all | finetune | selective_mask | groundtruth | attribute | lds
+    pipeline: Pipeline = Pipeline.lds  # lds: in-memory, scored by LDS | store: staged and sharded (grass.staged)
+    stage: Stage = Stage.all  # lds: all | finetune | selective_mask | groundtruth | attribute | lds
     # store: all | cache | precondition | ifvp | attribute | self_influence
     worker: str = "0/1"  # pipeline=store, stages cache / ifvp: this process's share i/N of the chunks (rank: torchrun's)
     store: StoreConfig = field(default_factory=StoreConfig)

@@ -24,10 +24,7 @@ from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized
 from grass.data.subsets import validation_size
 from grass.errors import GrassError
-from grass.outputs import OUTPUT_FUNCTIONS
 from grass.run_settings import uses_proj_dim
-from grass.store.feature_store import VERIFY_MODES
-from grass.store.manifest import DTYPES
 from grass.store.workers import parse_worker, resolve_worker
 
 log = logging.getLogger(__name__)
@@ -37,7 +34,6 @@ MIN_REPORTED = 2  # queries the LDS is reported on, after the damping-validation
 SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that read the subset models' truth
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
 COMPRESSING_STAGES = ("selective_mask", "attribute", "cache")  # stages that build compressors (both pipelines)
-DAMPING_KINDS = ("absolute", "relative", "none")
 STORE_TDA = ("if_efim",)  # pipeline=store computes block-diagonal eFIM influence (grass.staged.precondition)
 STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.staged.model)
 WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chunks among workers
@@ -123,8 +119,6 @@ def _check_common(cfg: DictConfig) -> None:
     tda = cfg.tda
     _require(_is_int(tda.num_checkpoints) and tda.num_checkpoints >= 1, "tda.num_checkpoints", tda.num_checkpoints,
              "an integer >= 1 (the trained models the features are averaged over)")
-    _require(tda.damping in DAMPING_KINDS, "tda.damping", tda.damping, f"one of {list(DAMPING_KINDS)}")
-    _require(tda.target in OUTPUT_FUNCTIONS, "tda.target", tda.target, f"one of {sorted(OUTPUT_FUNCTIONS)}")
     for key in ("grad_batch_size", "grad_chunk_size", "capture_batch_size"):
         value = cfg.hardware[key]
         _require(_is_int(value) and value >= 1, f"hardware.{key}", value, "an integer >= 1")
@@ -176,9 +170,6 @@ def _check_store(cfg: DictConfig) -> None:
     for key in ("damping", "memory_budget_gb"):
         value = store[key]
         _require(_is_real(value) and math.isfinite(value) and value > 0, f"store.{key}", value, "a finite number > 0")
-    _require(store.dtype in DTYPES, "store.dtype", store.dtype, f"one of {sorted(DTYPES)}")
-    _require(store.verify in VERIFY_MODES, "store.verify", store.verify, f"one of {list(VERIFY_MODES)}")
-    _require(store.model in STORE_MODELS, "store.model", store.model, f"one of {list(STORE_MODELS)}")
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

@@ -28,6 +28,26 @@ def test_groups_are_not_empty():
         assert options(group), group
 
 
+@pytest.mark.parametrize("override, allowed", [
+    ("pipeline=stor", "[lds, store]"), ("stage=atribute", "expected one of [all, finetune,"),
+    ("store.dtype=fp8", "[float32, bfloat16]"), ("store.verify=never", "[once, always]"),
+    ("store.model=finetuned", "[checkpoint, base]"), ("tda.damping=exact", "[absolute, relative, none]"),
+    ("tda.target=accuracy", "[margin, loss]"), ("finetune.optimizer=adm", "[adam, adamw, sgd]"),
+    ("finetune.schedule=cosine", "[constant, linear]"), ("logger.backend=tensorboard", "[wandb, csv, none]"),
+    ("selective_mask.relaxation=hard", "[straight_through, soft]"),
+])
+def test_a_misspelled_choice_fails_when_the_config_is_composed(compose_cfg, override, allowed):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_cfg(override)
+    assert allowed in str(info.value.__cause__)
+
+
+def test_choices_read_as_their_plain_strings(compose_cfg):
+    cfg = compose_cfg("pipeline=store", "store.dtype=bfloat16")
+    assert cfg.pipeline == "store" and f"{cfg.pipeline}/{cfg.store.dtype}" == "store/bfloat16"
+    assert {"store": 1}[cfg.pipeline] == 1 and repr(cfg.stage) == "'all'"
+
+
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiments_compose(compose_cfg, experiment):
     cfg = compose_cfg(experiment=experiment)
