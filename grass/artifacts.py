@@ -3,8 +3,9 @@ preconditioners): every one is written with a checksum and the settings that mad
 
 `<file>` is written atomically, then its sidecar `<file>.meta.json`:
     {"format": 1, "kind": ..., "file": <name>, "bytes": N, "sha256": <hex>, "settings": {...}, "written": <time>}
-A file is *ready* only when both exist: a run killed between the two writes left an unfinished artifact,
-which resume makes again. Reading checks size and SHA-256 (once per process per file version) and, when the
+A file is *ready* only when both exist: a run killed between the two writes (or a deleted sidecar) left an
+unfinished artifact, which the stage that makes it makes again when it next runs; a reader that finds the file
+without its sidecar refuses it. Reading checks size and SHA-256 (once per process per file version) and, when the
 reader states the settings it expects, every settings key; any difference is one GrassError naming the file,
 what differs and how to rebuild it.
 
@@ -54,12 +55,16 @@ class _HashingWriter:
     """File-like object that hashes and counts the bytes written through it."""
 
     def __init__(self, f) -> None:
-        self.f, self.sha256, self.nbytes = f, hashlib.sha256(), 0
+        self.f, self.sha256, self.nbytes, self.error = f, hashlib.sha256(), 0, None
 
     def write(self, data) -> int:
         self.sha256.update(data)
         self.nbytes += len(data)
-        return self.f.write(data)
+        try:
+            return self.f.write(data)
+        except OSError as e:  # torch.save re-raises it as a RuntimeError that hides the errno (a full disk)
+            self.error = e
+            raise
 
     def flush(self) -> None:
         self.f.flush()
@@ -75,7 +80,12 @@ def save_artifact(obj: Any, path: Path, settings: Mapping, kind: str) -> Path:
 
     def write(f) -> None:
         writer = _HashingWriter(f)
-        torch.save(obj, writer)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None  # atomic_write names a full disk in one message
+            raise
         box["writer"] = writer
 
     atomic_write(path, write)
@@ -103,7 +113,8 @@ def read_sidecar(path: Path, hint: str = "") -> dict:
             raise ValueError(f"format {data['format']!r}, file {data['file']!r}")
         int(data["bytes"]), str(data["sha256"]), dict(data["settings"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise GrassError(f"cannot read the checksum file {meta} ({type(e).__name__}: {e}); {rebuild}") from e
+        raise GrassError(f"cannot read the checksum file {meta} of {path.name} ({type(e).__name__}: {e}); the "
+                         f"pair cannot be trusted: {rebuild}") from e
     return data
 
 

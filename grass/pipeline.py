@@ -81,6 +81,9 @@ def run(cfg: DictConfig) -> dict:
         else:
             _run_stages(ctx, stages)
         tracker.summary(ctx.metrics)
+    except BaseException as e:  # metrics.json says the run failed and why, never looks like a finished run
+        ctx.metrics["run/error"] = f"{type(e).__name__}: {e}"
+        raise
     finally:
         tracker.finish()
         atomic_write_json(ctx.metrics, out / "metrics.json")

@@ -15,6 +15,7 @@ import json
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from grass.errors import GrassError
 from grass.fingerprint import normalize
 from grass.hardware import training_recipe
 
@@ -42,7 +43,11 @@ def result_settings(cfg) -> dict:
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):
         out.pop("proj_dim", None)
-    out["hardware"] = training_recipe(OmegaConf.create(out["hardware"]))
+    hw = OmegaConf.create(out["hardware"])
+    try:
+        out["hardware"] = training_recipe(hw)
+    except GrassError:  # an unusable hardware.devices: grass.validate refuses it; the name must still resolve
+        out["hardware"] = {"devices": str(hw.devices), "precision": str(hw.precision)}
     return normalize(out)
 
 

@@ -15,21 +15,24 @@ from __future__ import annotations
 import logging
 import math
 from itertools import count
+from pathlib import Path
 
 from omegaconf import DictConfig
 from torch import nn
 
 from grass.capture.flat import num_params
 from grass.capture.linear import layer_dims
-from grass.compress.factorized import is_factorized
+from grass.compress.factorized import is_factorized, node_side_widths
 from grass.data.subsets import validation_size
 from grass.errors import GrassError
+from grass.hardware import check_training_hardware
 from grass.run_settings import uses_proj_dim
 from grass.store.workers import parse_worker, resolve_worker
 
 log = logging.getLogger(__name__)
 
 MIN_SUBSETS = 4  # LDS is a Spearman correlation over the subset models: over 2 of them it is always +-1
+MIN_BOOTSTRAP = 100
 MIN_REPORTED = 2  # queries the LDS is reported on, after the damping-validation split
 SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that read the subset models' truth
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
@@ -55,6 +58,10 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
     """Checks that need the loaded data's sizes or the model's parameter shapes (task.skeleton())."""
     if cfg.pipeline == "lds" and set(SPLIT_STAGES) & set(stages):
         check_query_count(cfg, task.n_query, f"dataset {cfg.dataset.name} has {task.n_query} query examples, which")
+    if cfg.pipeline == "store" and cfg.store.prompts_dir and {"cache", "attribute"} & set(stages):
+        from grass.staged.queries import prompt_blocks  # (imports the store stages' context)
+
+        prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):
         return
     model = task.skeleton()
@@ -84,6 +91,8 @@ def check_proj_dim(cfg: DictConfig, model: nn.Module) -> None:
                 f"nn.Linear's gradient (outputs x inputs, +1 input for a bias) to proj_dim features, and the "
                 f"largest of model {cfg.model.name}'s captured layers, '{layer}', has {out} x {inp} = {out * inp}; "
                 f"choose proj_dim <= {out * inp}")
+        for layer, (out, inp) in dims.items():  # side widths (e.g. a K that is no perfect square) fail here
+            node_side_widths(cfg.compressor, inp, out, k, layer)
         return
     p = num_params(model)
     if k > p:
@@ -122,6 +131,7 @@ def _check_common(cfg: DictConfig) -> None:
     for key in ("grad_batch_size", "grad_chunk_size", "capture_batch_size"):
         value = cfg.hardware[key]
         _require(_is_int(value) and value >= 1, f"hardware.{key}", value, "an integer >= 1")
+    check_training_hardware(cfg.hardware)
 
 
 def _check_lds(cfg: DictConfig, stages: list[str]) -> None:
@@ -135,8 +145,8 @@ def _check_lds(cfg: DictConfig, stages: list[str]) -> None:
     lds = cfg.lds
     for key in ("subset_fraction", "val_fraction", "ci_level"):
         _require(_is_real(lds[key]) and 0.0 < lds[key] < 1.0, f"lds.{key}", lds[key], "a number in (0, 1)")
-    _require(_is_int(lds.bootstrap) and lds.bootstrap >= 1, "lds.bootstrap", lds.bootstrap,
-             "an integer >= 1 (bootstrap resamples of the queries)")
+    _require(_is_int(lds.bootstrap) and lds.bootstrap >= MIN_BOOTSTRAP, "lds.bootstrap", lds.bootstrap,
+             f"an integer >= {MIN_BOOTSTRAP} (bootstrap resamples of the queries; fewer give no usable interval)")
     scored = [s for s in stages if s in SUBSET_STAGES]
     if scored:
         _require(_is_int(lds.num_subsets) and lds.num_subsets >= MIN_SUBSETS, "lds.num_subsets", lds.num_subsets,

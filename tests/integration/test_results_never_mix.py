@@ -89,6 +89,15 @@ def test_models_key_follows_the_training_recipe(compose_cfg, override):
 
 def test_models_key_ignores_where_training_runs(compose_cfg):
     assert _models_dir(compose_cfg, "hardware.grad_batch_size=8", "hardware.num_threads=1") == _models_dir(compose_cfg)
+    assert _models_dir(compose_cfg, "hardware.precision=32") == _models_dir(compose_cfg)  # Lightning's alias
+
+
+def test_a_failed_run_says_so_in_its_metrics(compose_cfg):
+    cfg = compose_cfg("stage=lds", *QUICK)
+    with pytest.raises(GrassError):
+        run(cfg)
+    metrics = json.loads((run_dir(cfg) / "metrics.json").read_text())
+    assert "lds/mean" not in metrics and metrics["run/error"].startswith("GrassError: missing artifact")
 
 
 @pytest.fixture

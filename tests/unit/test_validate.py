@@ -224,7 +224,12 @@ def test_store_pipeline_refuses_flat_compressors_before_loading(compose_cfg, no_
     ("lds.subset_fraction=0", "lds.subset_fraction=0.0 is not allowed: a number in (0, 1)"),
     ("lds.val_fraction=1", "lds.val_fraction=1.0 is not allowed: a number in (0, 1)"),
     ("lds.ci_level=0", "lds.ci_level=0.0 is not allowed: a number in (0, 1)"),
-    ("lds.bootstrap=0", "lds.bootstrap=0 is not allowed: an integer >= 1"),
+    ("lds.bootstrap=0", "lds.bootstrap=0 is not allowed: an integer >= 100"),
+    ("lds.bootstrap=1", "lds.bootstrap=1 is not allowed: an integer >= 100"),
+    ("hardware.devices=2", "hardware.devices=2 trains in 2 processes, which needs hardware.strategy=ddp_fork or "
+                           "ddp_spawn, not 'auto'"),
+    ("hardware.devices=abc", "hardware.devices='abc': give a count >= 1"),
+    ("hardware.devices=0", "hardware.devices=0: give a count >= 1"),
     ("proj_dim=0", "proj_dim=0 is not allowed: proj_dim must be positive"),
     ("hardware.grad_batch_size=0", "hardware.grad_batch_size=0 is not allowed: an integer >= 1"),
 ])

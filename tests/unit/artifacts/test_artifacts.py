@@ -95,3 +95,22 @@ def test_lock_makes_a_second_builder_wait_then_reuse(tmp_path):
     for t in threads:
         t.join()
     assert len(built) == 1 and load_artifact(path)["by"] == built[0]
+
+
+def test_a_full_disk_is_one_named_error_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+
+    from grass import artifacts
+
+    real = artifacts._HashingWriter.write
+
+    def full_after_first_write(self, data):
+        if self.nbytes:
+            self.error = OSError(errno.ENOSPC, "No space left on device")
+            raise self.error
+        return real(self, data)
+
+    monkeypatch.setattr(artifacts._HashingWriter, "write", full_after_first_write)
+    with pytest.raises(GrassError, match=r"disk full while writing .*m\.pt"):
+        save_artifact({"w": torch.randn(10000)}, tmp_path / "m.pt", SETTINGS, kind="model")
+    assert not (tmp_path / "m.pt").exists() and not list(tmp_path.glob(".*.tmp"))
