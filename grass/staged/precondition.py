@@ -11,6 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from grass.artifacts import load_artifact, save_artifact
+from grass.attribute.gram import fit_block_eigens
+from grass.attribute.sources import StoreFeatures
 from grass.errors import GrassError
 from grass.staged.cache import open_train_store
 from grass.staged.layout import precondition_fingerprint, store_layout
@@ -22,26 +24,20 @@ log = logging.getLogger(__name__)
 
 
 def preconditioners(store: FeatureStore, damping: float) -> dict[str, torch.Tensor]:
-    """{layer: (F_l + damping * trace(F_l) / K_l * I)^-1 [K_l, K_l] float64} over all rows of the store."""
+    """{layer: (F_l + damping * trace(F_l) / K_l * I)^-1 [K_l, K_l] float64} over all rows of the store.
+
+    The math is grass.attribute.gram's (the same fit and damping as pipeline=lds's if_efim); GrassError for a
+    layer whose features are all zero or a damping <= 0."""
     if not damping > 0:
         raise GrassError(f"store.damping must be > 0 (relative damping), got {damping}")
-    grams = {name: torch.zeros(dim, dim, dtype=torch.float64) for name, dim in store.layers.items()}
-    slices = {name: store.layer_slice(name) for name in store.layers}
-    for chunk in tqdm(store.iter_chunks(), total=-(-store.n_rows // store.chunk_size), desc="precondition",
-                      unit="chunk"):
-        x = chunk.features.double()
-        for name, cols in slices.items():
-            block = x[:, cols]
-            grams[name] += block.T @ block
+    eigens = fit_block_eigens(tqdm(StoreFeatures(store).train_blocks(), total=-(-store.n_rows // store.chunk_size),
+                                   desc="precondition", unit="chunk"), store.layers)
     out = {}
-    for name, gram in grams.items():
-        fisher = gram / store.n_rows
-        trace = float(fisher.trace())
-        if not trace > 0:
-            raise GrassError(f"layer '{name}': every train feature is zero, relative damping is undefined")
-        e, v = torch.linalg.eigh(fisher)
-        lam = damping * trace / fisher.shape[0]
-        out[name] = (v / (e.clamp_min(0.0) + lam)) @ v.T
+    for name, eigen in eigens.items():
+        try:
+            out[name] = eigen.relative_inverse(damping)
+        except GrassError as e:
+            raise GrassError(f"layer '{name}': {e}") from None
     return out
 
 
