@@ -26,6 +26,7 @@ from grass.data.subsets import validation_size
 from grass.errors import GrassError
 from grass.outputs import OUTPUT_FUNCTIONS
 from grass.run_settings import uses_proj_dim
+from grass.staged.damping import damping_mode
 from grass.store.feature_store import VERIFY_MODES
 from grass.store.manifest import DTYPES
 from grass.store.workers import parse_worker, resolve_worker
@@ -38,7 +39,7 @@ SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that 
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
 COMPRESSING_STAGES = ("selective_mask", "attribute", "cache")  # stages that build compressors (both pipelines)
 DAMPING_KINDS = ("absolute", "relative", "none")
-STORE_TDA = ("if_efim",)  # pipeline=store computes block-diagonal eFIM influence (grass.staged.precondition)
+STORE_TDA = ("if_efim", "grad_dot")  # what pipeline=store computes (grass.staged: eFIM influence, or P = I)
 STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.staged.model)
 WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chunks among workers
 
@@ -153,17 +154,22 @@ def _check_lds(cfg: DictConfig, stages: list[str]) -> None:
         _require(_is_int(lds.num_subsets) and lds.num_subsets >= 0, "lds.num_subsets", lds.num_subsets,
                  "an integer >= 0 (subset models to train)")
     if "attribute" in stages and cfg.tda.damping != "none":
-        grid = list(cfg.damping_grid)
-        _require(bool(grid) and all(_is_real(v) and math.isfinite(v) and v > 0 for v in grid), "damping_grid", grid,
-                 f"a non-empty list of finite numbers > 0: tda={cfg.tda.name} uses {cfg.tda.damping} damping, "
-                 f"chosen from this grid on the validation queries")
+        _check_damping_grid(cfg)
+
+
+def _check_damping_grid(cfg: DictConfig) -> None:
+    grid = list(cfg.damping_grid)
+    _require(bool(grid) and all(_is_real(v) and math.isfinite(v) and v > 0 for v in grid), "damping_grid", grid,
+             f"a non-empty list of finite numbers > 0: tda={cfg.tda.name} uses {cfg.tda.damping} damping, "
+             f"chosen from this grid on the validation queries")
 
 
 def _check_store(cfg: DictConfig) -> None:
     """pipeline=store: the one attribution method it computes, worker share, store settings."""
     _require(cfg.tda.name in STORE_TDA, "tda", cfg.tda.name,
-             f"pipeline=store computes block-diagonal eFIM influence only, which is tda={' or '.join(STORE_TDA)}; "
-             f"run other methods with pipeline=lds")
+             f"pipeline=store computes tda={' and '.join(STORE_TDA)} (block-diagonal, per linear layer); tda=trak "
+             f"needs whole-model gradients of several checkpoints with their Q weights, which the store does not "
+             f"cache: run it with pipeline=lds")
     if not is_factorized(cfg.compressor):
         raise GrassError(f"pipeline=store compresses linear layers from their factors: it needs a factorized "
                          f"compressor (factgrass, logra, fact_sjlt, fact_mask, fact_sm, factgrass_sm), not "
@@ -179,6 +185,8 @@ def _check_store(cfg: DictConfig) -> None:
     _require(store.dtype in DTYPES, "store.dtype", store.dtype, f"one of {sorted(DTYPES)}")
     _require(store.verify in VERIFY_MODES, "store.verify", store.verify, f"one of {list(VERIFY_MODES)}")
     _require(store.model in STORE_MODELS, "store.model", store.model, f"one of {list(STORE_MODELS)}")
+    if damping_mode(cfg) == "validation":
+        _check_damping_grid(cfg)
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

@@ -26,6 +26,7 @@ FLAT_BLOCK = "flat"  # the one block of whole-model (flat) features
 
 
 class TrainChunk(NamedTuple):
+    chunk_id: int  # position of the chunk (a store's shard chunk id)
     start: int  # first train row of the chunk
     stop: int  # one past its last row
     features: dict[str, Tensor]  # {block: [stop - start, K_block]}
@@ -87,9 +88,9 @@ class InMemoryFeatures(FeatureSource):
     def train_chunks(self) -> Iterator[TrainChunk]:
         widest = max(self._train.values(), key=lambda x: x.shape[1])
         start = 0
-        for block in row_chunks(widest):
+        for chunk_id, block in enumerate(row_chunks(widest)):
             stop = start + int(block.shape[0])
-            yield TrainChunk(start, stop, {name: x[start:stop] for name, x in self._train.items()})
+            yield TrainChunk(chunk_id, start, stop, {name: x[start:stop] for name, x in self._train.items()})
             start = stop
 
     def queries(self) -> dict[str, Tensor]:
@@ -114,10 +115,12 @@ class StoreFeatures(FeatureSource):
     def n_train(self) -> int:
         return self.store.n_rows
 
-    def train_chunks(self) -> Iterator[TrainChunk]:
+    def train_chunks(self, chunk_ids=None) -> Iterator[TrainChunk]:
+        """Every shard in order, or only the shards chunk_ids (a worker's share)."""
         slices = {name: self.store.layer_slice(name) for name in self.store.layers}
-        for chunk in self.store.iter_chunks():
-            yield TrainChunk(chunk.start, chunk.stop, {name: chunk.features[:, cols] for name, cols in slices.items()})
+        for chunk in self.store.iter_chunks(chunk_ids=chunk_ids):
+            yield TrainChunk(chunk.chunk_id, chunk.start, chunk.stop,
+                             {name: chunk.features[:, cols] for name, cols in slices.items()})
 
     def queries(self) -> dict[str, Tensor]:
         if self._query is None:

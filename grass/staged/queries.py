@@ -17,6 +17,7 @@ from grass.data.text import TextBlocks, decode_block, lm_batch
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
 from grass.staged.features import capture_batches, capture_rows
+from grass.staged.model import attribution_model, layer_compressors
 from grass.stages.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -100,3 +101,11 @@ def query_features(ctx: RunContext, capture: LinearCapture) -> Queries:
                for s in range(0, len(names), bs))
     feats = capture_batches(capture, batches, [f"prompt {name}" for name in names])
     return Queries(names, texts, notes, feats, [ids[j][mask[j] != 0].tolist() for j in range(len(names))])
+
+
+def capture_queries(ctx: RunContext) -> Queries:
+    """The run's queries (query_features) captured from the attributed model with the cache's compressors."""
+    model = attribution_model(ctx)
+    capture = LinearCapture(model, ctx.task.target(ctx.cfg.tda.target), list(ctx.cfg.capture.layers),
+                            layer_compressors(ctx, model))
+    return query_features(ctx, capture)

@@ -53,21 +53,21 @@ def test_split_stages_and_workers_equal_stage_all_and_write_the_prompt_report(st
     full_vocab = "dataset.compact_vocab=false"  # prompts may use any GPT-2 token
     metrics = run(store_cfg("all", f"store.prompts_dir={prompts}", "profile=true", full_vocab))
     _split_run(store_cfg, "split", f"store.prompts_dir={prompts}", full_vocab)
-    for part in ("train", "ifvp", "scores"):
+    for part in ("train", "if_efim/ifvp", "if_efim/scores"):  # the train cache is shared, the rest per tda
         torch.testing.assert_close(_read(tmp_path / "split" / part), _read(tmp_path / "all" / part), rtol=1e-5,
                                    atol=1e-6)
-    scores = _read(tmp_path / "all" / "scores")
+    scores = _read(tmp_path / "all" / "if_efim" / "scores")
     assert scores.shape == (N_TRAIN, 2) and torch.isfinite(scores).all() and scores.abs().sum() > 0
     for key in ("cache/tokens_per_s", "ifvp/rows_per_s", "attribute/pairs_per_s", "cache/peak_rss_mb"):
         assert metrics[f"profile/{key}"] > 0
-    md = (tmp_path / "all" / "report.md").read_text()
-    page = (tmp_path / "all" / "report.html").read_text()
+    md = (tmp_path / "all" / "if_efim" / "report.md").read_text()
+    page = (tmp_path / "all" / "if_efim" / "report.html").read_text()
     assert "Query 0: a_letter.txt" in md and "Query 1: b_walk.txt" in md and md.count("### Most helpful") == 2
     assert "&lt;dear&gt;" in page and "<dear>" not in page  # prompt text is escaped in the HTML
     assert walk.strip() not in md and "*Note: cut to the block size: the first 32 of its 57 tokens" in md
     best = int(scores[:, 0].argmax())
     assert f"| 1 | {float(scores[best, 0]):.4g} | train {best} " in md  # rank 1 is the top score
-    influence = torch.load(tmp_path / "all" / "self_influence.pt")["self_influence"]
+    influence = torch.load(tmp_path / "all" / "if_efim" / "self_influence.pt")["self_influence"]
     assert influence.shape == (N_TRAIN,) and bool((influence > 0).all())  # <phi, P phi> with P positive definite
 
 
@@ -108,7 +108,8 @@ def test_kill_9_during_cache_then_rerun_gives_identical_scores(store_cfg, tmp_pa
     meta = json.loads((train / "store.json").read_text())
     report = FeatureStore.open(train, meta["fingerprint"]).verify()
     assert report.ok and not report.orphans, report.describe()
-    assert torch.equal(_read(tmp_path / "killed" / "scores"), _read(tmp_path / "reference" / "scores"))
+    assert torch.equal(_read(tmp_path / "killed" / "if_efim" / "scores"),
+                       _read(tmp_path / "reference" / "if_efim" / "scores"))
 
 
 def test_a_flipped_byte_names_the_shard(store_cfg, tmp_path):
@@ -124,7 +125,7 @@ def test_a_flipped_byte_names_the_shard(store_cfg, tmp_path):
 def test_a_flipped_byte_in_the_preconditioner_or_the_lm_base_is_a_named_error(store_cfg, tmp_path):
     run(store_cfg("s", "stage=cache"))
     run(store_cfg("s", "stage=precondition"))
-    preconditioner = tmp_path / "s" / "preconditioner.pt"
+    preconditioner = tmp_path / "s" / "if_efim" / "preconditioner.pt"
     _flip(preconditioner)
     with pytest.raises(GrassError, match=r"preconditioner.pt is corrupt.*rerun stage=precondition"):
         run(store_cfg("s", "stage=ifvp"))
@@ -250,11 +251,37 @@ def test_torchrun_ranks_cache_one_share_each(tmp_path, corpus):
     assert runs == ["cache-w0of2", "cache-w1of2"]
 
 
-def test_store_scores_equal_the_lds_pipelines_if_efim_scores(compose_cfg, corpus, store_cfg, tmp_path):
-    """Same fine-tuned model, compressors and damping: pipeline=store reproduces pipeline=lds's scores."""
-    lds = run(compose_cfg(f"dataset.path={corpus}", "save_scores=true", experiment="tiny_lm"))
-    damping = lds["damping/chosen"]
-    scores_pt = next((tmp_path / "outputs").rglob("scores.pt"))
-    reference = torch.load(scores_pt)["scores"]
-    run(store_cfg("ckpt", "store.model=checkpoint", f"store.damping={damping}"))
-    torch.testing.assert_close(_read(tmp_path / "ckpt" / "scores"), reference, rtol=1e-3, atol=1e-4)
+@pytest.mark.parametrize("tda", ["if_efim", "grad_dot"])
+def test_store_scores_equal_the_lds_pipelines_scores_with_the_damping_chosen_on_validation(compose_cfg, corpus,
+                                                                                           store_cfg, tmp_path, tda):
+    """Same fine-tuned model (store.model=checkpoint), compressors and tda: pipeline=store chooses the same damping
+    from damping_grid on the same validation queries (store.damping_from=auto) and reproduces pipeline=lds's scores
+    to float32 rounding (rtol 1e-3, atol 1e-4; scores here are O(1e-2..1e1))."""
+    lds = run(compose_cfg(f"dataset.path={corpus}", f"tda={tda}", "save_scores=true", experiment="tiny_lm"))
+    reference = torch.load(next((tmp_path / "outputs").rglob(f"*-{tda}-*/scores.pt")))["scores"]
+    store = run(store_cfg("ckpt", f"tda={tda}", "store.model=checkpoint"))
+    assert store["damping/chosen"] == lds["damping/chosen"]
+    if tda == "if_efim":
+        assert store["damping/val_lds"].keys() == lds["damping/val_lds"].keys()
+        for lam, value in lds["damping/val_lds"].items():
+            assert store["damping/val_lds"][lam] == pytest.approx(value, abs=1e-6)
+    else:
+        assert lds["damping/chosen"] is None and not (tmp_path / "ckpt" / tda / "ifvp").exists()
+    torch.testing.assert_close(_read(tmp_path / "ckpt" / tda / "scores"), reference, rtol=1e-3, atol=1e-4)
+    influence = torch.load(tmp_path / "ckpt" / tda / "self_influence.pt")["self_influence"]
+    train = _read(tmp_path / "ckpt" / "train")
+    if tda == "grad_dot":  # P = I: <phi, phi>
+        torch.testing.assert_close(influence, (train * train).sum(dim=1), rtol=1e-5, atol=1e-6)
+
+
+def test_store_scores_equal_the_lds_pipelines_if_efim_scores_at_a_fixed_damping(compose_cfg, corpus, store_cfg,
+                                                                                tmp_path):
+    """store.damping_from=fixed: the scores at store.damping equal pipeline=lds's at that damping (its one-value
+    grid), to float32 rounding; the store fingerprints keep the two methods' products apart."""
+    run(compose_cfg(f"dataset.path={corpus}", "save_scores=true", "damping_grid=[0.01]", experiment="tiny_lm"))
+    reference = torch.load(next((tmp_path / "outputs").rglob("scores.pt")))["scores"]
+    metrics = run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "store.damping=0.01"))
+    assert metrics["damping/chosen"] == 0.01 and metrics["attribute/damping"] == 0.01
+    torch.testing.assert_close(_read(tmp_path / "ckpt" / "if_efim" / "scores"), reference, rtol=1e-3, atol=1e-4)
+    with pytest.raises(GrassError, match=r"ifvp was made by a different config:\n  damping: cache=0.01, now=0.1"):
+        run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "stage=attribute"))

@@ -204,12 +204,20 @@ def test_worker_rank_outside_torchrun_is_refused_on_pipeline_store(compose_cfg, 
         _validate(_store(compose_cfg, "stage=cache", "worker=rank"))
 
 
-# --- case 8: the store pipeline computes if_efim only --------------------------------------------------------
+# --- case 8: the store pipeline computes if_efim and grad_dot ------------------------------------------------
 
-def test_store_pipeline_refuses_other_attribution_methods(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="tda='grad_dot' is not allowed: pipeline=store computes block-diagonal eFIM "
-                                         "influence only, which is tda=if_efim"):
-        run(_store(compose_cfg, "tda=grad_dot"))
+def test_store_pipeline_refuses_trak(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda='trak' is not allowed: pipeline=store computes tda=if_efim and grad_dot "
+                                         r"\(block-diagonal.*run it with pipeline=lds"):
+        run(_store(compose_cfg, "tda=trak"))
+
+
+def test_store_damping_chosen_on_validation_needs_queries_with_ground_truth(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="store.damping_from=validation .* store.model=checkpoint without "
+                                         "store.prompts_dir .*store.damping_from=fixed"):
+        run(_store(compose_cfg, "store.damping_from=validation"))  # _store attributes store.model=base
+    with pytest.raises(GrassError, match=r"damping_grid=\[\] is not allowed"):
+        run(_store(compose_cfg, "store.model=checkpoint", "damping_grid=[]"))
 
 
 def test_store_pipeline_refuses_flat_compressors_before_loading(compose_cfg, no_loading):
@@ -244,6 +252,7 @@ def test_out_of_range_settings_are_refused_before_loading(compose_cfg, no_loadin
     ("store.dtype=float16", "store.dtype='float16' is not allowed: one of ['bfloat16', 'float32']"),
     ("store.verify=never", "store.verify='never' is not allowed: one of ['once', 'always']"),
     ("store.model=finetuned", "store.model='finetuned' is not allowed: one of ['checkpoint', 'base']"),
+    ("store.damping_from=lds", "store.damping_from='lds' is not allowed: one of ['auto', 'validation', 'fixed']"),
 ])
 def test_out_of_range_store_settings_are_refused_before_loading(compose_cfg, no_loading, override, message):
     with pytest.raises(GrassError) as info:
