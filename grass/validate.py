@@ -26,6 +26,7 @@ from grass.data.subsets import validation_size
 from grass.errors import GrassError
 from grass.outputs import OUTPUT_FUNCTIONS
 from grass.run_settings import uses_proj_dim
+from grass.stages.attribute_flat import require_flat_task
 from grass.staged.damping import damping_mode
 from grass.store.feature_store import VERIFY_MODES
 from grass.store.manifest import DTYPES
@@ -60,6 +61,8 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
     """Checks that need the loaded data's sizes or the model's parameter shapes (task.skeleton())."""
     if cfg.pipeline == "lds" and set(SPLIT_STAGES) & set(stages):
         check_query_count(cfg, task.n_query, f"dataset {cfg.dataset.name} has {task.n_query} query examples, which")
+    if cfg.pipeline == "store" and not is_factorized(cfg.compressor):
+        require_flat_task(cfg, task)  # flat compressors: whole-model gradients of classifiers only
     if not set(COMPRESSING_STAGES) & set(stages):
         return
     model = task.skeleton()
@@ -170,10 +173,9 @@ def _check_store(cfg: DictConfig) -> None:
              f"pipeline=store computes tda={' and '.join(STORE_TDA)} (block-diagonal, per linear layer); tda=trak "
              f"needs whole-model gradients of several checkpoints with their Q weights, which the store does not "
              f"cache: run it with pipeline=lds")
-    if not is_factorized(cfg.compressor):
-        raise GrassError(f"pipeline=store compresses linear layers from their factors: it needs a factorized "
-                         f"compressor (factgrass, logra, fact_sjlt, fact_mask, fact_sm, factgrass_sm), not "
-                         f"compressor={cfg.compressor.name}; flat compressors run with pipeline=lds")
+    _require(cfg.tda.num_checkpoints == 1, "tda.num_checkpoints", cfg.tda.num_checkpoints,
+             "1 with pipeline=store, which attributes one model (store.model); averaging over several "
+             "checkpoints is done by pipeline=lds")
     resolve_worker(cfg.worker)
     store = cfg.store
     _require(_is_int(store.chunk_size) and store.chunk_size >= 1, "store.chunk_size", store.chunk_size,

@@ -17,7 +17,7 @@ from grass.stages.selective import compressor_node
 from grass.tasks.classification import ClassificationTask
 
 
-def _features(ctx: RunContext, model, compressor, x, y, side: str) -> torch.Tensor:
+def flat_features(ctx: RunContext, model, compressor, x, y, side: str) -> torch.Tensor:
     """Compressed per-example gradients [N, k] of one model, timing gradients and compression apart."""
     hw, target = ctx.cfg.hardware, ctx.cfg.tda.target
     rows = []
@@ -52,8 +52,8 @@ def add_flat_checkpoints(ctx: RunContext, attributor) -> None:
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
         compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
-        train = _features(ctx, model, compressor, data.x_train, data.y_train, "train")
-        query = _features(ctx, model, compressor, data.x_query, data.y_query, "query")
+        train = flat_features(ctx, model, compressor, data.x_train, data.y_train, "train")
+        query = flat_features(ctx, model, compressor, data.x_query, data.y_query, "query")
         weight = 1.0 - true_class_probs(model, data.x_train, data.y_train)
         with ctx.timed("time/precondition_s"):
             attributor.add_checkpoint(train, query, train_weight=weight, num_params=p)

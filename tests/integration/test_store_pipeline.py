@@ -196,7 +196,7 @@ def test_store_pipeline_input_errors(store_cfg, tmp_path):
         run(store_cfg("s", "stage=selective_mask"))
     with pytest.raises(GrassError, match="not a stage of pipeline=store; choose all or one of"):
         run(store_cfg("s", "stage=score"))
-    with pytest.raises(GrassError, match="needs a factorized compressor"):
+    with pytest.raises(GrassError, match="whole-model gradients, which grass computes for classifiers only"):
         run(store_cfg("s", "compressor=sjlt"))
     with pytest.raises(GrassError, match="worker='2/2'"):
         run(store_cfg("s", "stage=cache", "worker=2/2"))
@@ -285,3 +285,19 @@ def test_store_scores_equal_the_lds_pipelines_if_efim_scores_at_a_fixed_damping(
     torch.testing.assert_close(_read(tmp_path / "ckpt" / "if_efim" / "scores"), reference, rtol=1e-3, atol=1e-4)
     with pytest.raises(GrassError, match=r"ifvp was made by a different config:\n  damping: cache=0.01, now=0.1"):
         run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "stage=attribute"))
+
+
+@pytest.mark.parametrize("tda", ["if_efim", "grad_dot"])
+def test_flat_store_scores_equal_the_lds_pipelines_scores(compose_cfg, tmp_path, tda):
+    """A flat compressor (sjlt over the tiny MLP's whole-model gradients, one checkpoint): the cache writes one flat
+    block, and pipeline=store reproduces pipeline=lds's scores and chosen damping to float32 rounding (rtol 1e-3,
+    atol 1e-4 x the largest score)."""
+    common = (f"tda={tda}", "compressor=sjlt", "tda.num_checkpoints=1")
+    lds = run(compose_cfg(*common, "save_scores=true"))
+    reference = torch.load(next((tmp_path / "outputs").rglob(f"*-{tda}-*/scores.pt")))["scores"]
+    store = run(compose_cfg(*common, "pipeline=store", "store.chunk_size=64", f"store.dir={tmp_path / 'flat'}"))
+    assert store["damping/chosen"] == lds["damping/chosen"]
+    meta = json.loads((tmp_path / "flat" / "train" / "store.json").read_text())
+    assert meta["layers"] == [["flat", 128]]
+    scores = _read(tmp_path / "flat" / tda / "scores")
+    torch.testing.assert_close(scores, reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))

@@ -220,9 +220,19 @@ def test_store_damping_chosen_on_validation_needs_queries_with_ground_truth(comp
         run(_store(compose_cfg, "store.model=checkpoint", "damping_grid=[]"))
 
 
-def test_store_pipeline_refuses_flat_compressors_before_loading(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="needs a factorized compressor"):
-        run(_store(compose_cfg, "compressor=sjlt"))
+def test_store_pipeline_refuses_flat_compressors_on_text_before_training(compose_cfg, no_training, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = "the sister wrote a letter to her brother every morning and walked home in the evening".split()
+    (corpus / "doc.txt").write_text(" ".join(words[i % len(words)] for i in range(6000)) + ".")
+    with pytest.raises(GrassError, match="compressor=sjlt compresses whole-model gradients, which grass computes for "
+                                         "classifiers only"):
+        run(_store(compose_cfg, "compressor=sjlt", f"dataset.path={corpus}"))
+
+
+def test_store_pipeline_refuses_several_checkpoints(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda.num_checkpoints=2 is not allowed: 1 with pipeline=store"):
+        run(_store(compose_cfg, "tda.num_checkpoints=2"))
 
 
 # --- case 7: the other settings with a fixed range ----------------------------------------------------------
