@@ -27,7 +27,7 @@ from grass.errors import GrassError
 from grass.outputs import OUTPUT_FUNCTIONS
 from grass.run_settings import uses_proj_dim
 from grass.stages.attribute_flat import require_flat_task
-from grass.staged.damping import damping_mode
+from grass.staged.damping import damping_mode, queries_have_truth
 from grass.store.feature_store import VERIFY_MODES
 from grass.store.manifest import DTYPES
 from grass.store.workers import parse_worker, resolve_worker
@@ -40,7 +40,7 @@ SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that 
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
 COMPRESSING_STAGES = ("selective_mask", "attribute", "cache")  # stages that build compressors (both pipelines)
 DAMPING_KINDS = ("absolute", "relative", "none")
-STORE_TDA = ("if_efim", "grad_dot")  # what pipeline=store computes (grass.staged: eFIM influence, or P = I)
+STORE_TDA = ("if_efim", "grad_dot", "trak")  # what pipeline=store computes (grass.staged.precondition)
 STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.staged.model)
 WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chunks among workers
 
@@ -169,13 +169,16 @@ def _check_damping_grid(cfg: DictConfig) -> None:
 
 def _check_store(cfg: DictConfig) -> None:
     """pipeline=store: the one attribution method it computes, worker share, store settings."""
-    _require(cfg.tda.name in STORE_TDA, "tda", cfg.tda.name,
-             f"pipeline=store computes tda={' and '.join(STORE_TDA)} (block-diagonal, per linear layer); tda=trak "
-             f"needs whole-model gradients of several checkpoints with their Q weights, which the store does not "
-             f"cache: run it with pipeline=lds")
-    _require(cfg.tda.num_checkpoints == 1, "tda.num_checkpoints", cfg.tda.num_checkpoints,
-             "1 with pipeline=store, which attributes one model (store.model); averaging over several "
-             "checkpoints is done by pipeline=lds")
+    _require(cfg.tda.name in STORE_TDA, "tda", cfg.tda.name, f"pipeline=store computes tda={', '.join(STORE_TDA)}")
+    if cfg.tda.damping == "absolute" and is_factorized(cfg.compressor):
+        raise GrassError(f"tda={cfg.tda.name} uses absolute damping over whole-model gradients; per-layer blocks "
+                         f"(compressor={cfg.compressor.name}) need tda=if_efim or tda=grad_dot, or choose a flat "
+                         f"compressor")
+    if cfg.tda.num_checkpoints > 1 and not queries_have_truth(cfg):
+        raise GrassError(f"tda.num_checkpoints={cfg.tda.num_checkpoints} averages over the fine-tuned checkpoints, "
+                         f"which pipeline=store attributes with store.model=checkpoint and the dataset's queries (no "
+                         f"store.prompts_dir); now store.model={cfg.store.model}, store.prompts_dir="
+                         f"{cfg.store.prompts_dir}: set tda.num_checkpoints=1")
     resolve_worker(cfg.worker)
     store = cfg.store
     _require(_is_int(store.chunk_size) and store.chunk_size >= 1, "store.chunk_size", store.chunk_size,

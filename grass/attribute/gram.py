@@ -103,6 +103,12 @@ class FeatureEigen:
             raise GrassError(f"relative damping must be > 0, got {damping}")
         return self.inverse(*relative_terms(self.n, self.dim, self.trace, damping))
 
+    def absolute_inverse(self, num_params: int, damping: float) -> Tensor:
+        """TRAK's (SPEC 1.2) s^2 (s^2 G + damping I)^{-1}, s^2 = 1 / num_params [k, k] float64: phi_i of it times q_z
+        is <s phi_i, (Phi_s^T Phi_s + lambda I)^{-1} s q_z> for the features Phi_s = s Phi scaled by 1 / sqrt(p)."""
+        a, b = absolute_terms(num_params, damping)
+        return self.inverse(a, b) * a
+
 
 class GramAccumulator:
     """G = sum over chunks of chunk^T chunk in float64 (SPEC 1.1 step 1), then one eigendecomposition.

@@ -1,4 +1,5 @@
-"""Stage `ifvp`: inverse-Fisher-vector products Phi_l P_l of this worker's train chunks into the ifvp store.
+"""Stage `ifvp`: inverse-Fisher-vector products w_i Phi_b P_b of this worker's train chunks into the ifvp store
+(P_b and the row weights w of grass.staged.precondition).
 
 tda=grad_dot has no preconditioner (P = I): its later stages score the train features themselves
 (`scored_store`), and this stage writes nothing.
@@ -40,7 +41,8 @@ def run_ifvp(ctx: RunContext) -> None:
         return
     worker, workers = resolve_worker(ctx.cfg.worker)
     train = open_train_store(ctx)
-    blocks = load_precondition(ctx)["blocks"]
+    saved = load_precondition(ctx)
+    blocks, weight = saved["blocks"], saved["row_weight"]
     out = open_ifvp_store(ctx, train)
     todo = pending_chunks(out, worker, workers)
     log.info("ifvp: worker %d/%d, %d chunks into %s", worker, workers, len(todo), out.path)
@@ -48,6 +50,8 @@ def run_ifvp(ctx: RunContext) -> None:
     with profiled(ctx, "ifvp", "rows") as box:
         for chunk in tqdm(source.train_chunks(chunk_ids=[c for c, _, _ in todo]), total=len(todo),
                           desc=f"ifvp {worker}/{workers}", unit="chunk"):
-            out.write(worker, chunk.chunk_id, (chunk.start, chunk.stop), apply_inverses(chunk.features, blocks))
+            rows_weight = None if weight is None else weight[chunk.start:chunk.stop]
+            out.write(worker, chunk.chunk_id, (chunk.start, chunk.stop),
+                      apply_inverses(chunk.features, blocks, rows_weight))
             box["count"] += chunk.stop - chunk.start
     ctx.metrics["store/ifvp_chunks_written"] = len(todo)

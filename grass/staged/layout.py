@@ -1,10 +1,11 @@
 """Where the staged pipeline keeps what each stage makes, and the fingerprint each product is keyed by.
 
 <store dir>/train/                  FeatureStore of compressed train features, shared by every tda   (cache)
-<store dir>/<tda>/preconditioner.pt per layer (F_l + lambda_l I)^-1, F_l = Phi_l^T Phi_l / n, and the damping
-                                    (if_efim; grad_dot has none: Hessian = identity)              (precondition)
-<store dir>/<tda>/ifvp/             FeatureStore of Phi_l (F_l + lambda_l I)^-1 (if_efim; grad_dot scores the
-                                    train features themselves)                                     (ifvp)
+<store dir>/<tda>/preconditioner.pt per block P_b (if_efim: (F_b + lambda_b I)^-1, F_b = Phi_b^T Phi_b / n;
+                                    trak: (Phi_b^T Phi_b / p + lambda I)^-1 / p), row weights, the damping
+                                    (grad_dot has none: Hessian = identity)                      (precondition)
+<store dir>/<tda>/ifvp/             FeatureStore of w_i Phi_b P_b (grad_dot scores the train features
+                                    themselves)                                                    (ifvp)
 <store dir>/<tda>/scores/           FeatureStore [n_train, n_query] of scores                     (attribute)
 <store dir>/<tda>/self_influence.pt [n_train]                                                     (self_influence)
 <store dir>/<tda>/report.{md,html}  top training blocks per query                                 (attribute)

@@ -15,7 +15,7 @@ from grass.data.local_text import read_text
 from grass.data.text import TextBlocks, decode_block, lm_batch
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
-from grass.staged.featurizer import FlatFeaturizer, LinearFeaturizer, store_featurizer
+from grass.staged.featurizer import CheckpointFeaturizer, store_featurizer
 from grass.staged.features import capture_batches
 from grass.stages.context import RunContext
 
@@ -77,7 +77,7 @@ def prompt_blocks(data: TextBlocks, folder: Path) -> tuple[list[str], list[str],
     return names, texts, notes, ids, mask
 
 
-def query_features(ctx: RunContext, featurizer: LinearFeaturizer | FlatFeaturizer) -> Queries:
+def query_features(ctx: RunContext, featurizer: CheckpointFeaturizer) -> Queries:
     """The dataset's query examples, or the prompts of store.prompts_dir (language models: linear capture)."""
     folder = ctx.cfg.store.prompts_dir
     data = ctx.data

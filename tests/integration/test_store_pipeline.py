@@ -287,17 +287,17 @@ def test_store_scores_equal_the_lds_pipelines_if_efim_scores_at_a_fixed_damping(
         run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "stage=attribute"))
 
 
-@pytest.mark.parametrize("tda", ["if_efim", "grad_dot"])
-def test_flat_store_scores_equal_the_lds_pipelines_scores(compose_cfg, tmp_path, tda):
-    """A flat compressor (sjlt over the tiny MLP's whole-model gradients, one checkpoint): the cache writes one flat
-    block, and pipeline=store reproduces pipeline=lds's scores and chosen damping to float32 rounding (rtol 1e-3,
-    atol 1e-4 x the largest score)."""
-    common = (f"tda={tda}", "compressor=sjlt", "tda.num_checkpoints=1")
+@pytest.mark.parametrize("tda, checkpoints", [("trak", 2), ("if_efim", 2), ("grad_dot", 1)])
+def test_flat_store_scores_equal_the_lds_pipelines_scores(compose_cfg, tmp_path, tda, checkpoints):
+    """A flat compressor (sjlt over the tiny MLP's whole-model gradients): the cache writes one flat block per
+    checkpoint, and pipeline=store reproduces pipeline=lds's scores and chosen damping to float32 rounding (rtol
+    1e-3, atol 1e-4 x the largest score); trak with its Q weights and 1 / sqrt(p) scale, over 2 checkpoints."""
+    common = (f"tda={tda}", "compressor=sjlt", f"tda.num_checkpoints={checkpoints}")
     lds = run(compose_cfg(*common, "save_scores=true"))
     reference = torch.load(next((tmp_path / "outputs").rglob(f"*-{tda}-*/scores.pt")))["scores"]
     store = run(compose_cfg(*common, "pipeline=store", "store.chunk_size=64", f"store.dir={tmp_path / 'flat'}"))
     assert store["damping/chosen"] == lds["damping/chosen"]
     meta = json.loads((tmp_path / "flat" / "train" / "store.json").read_text())
-    assert meta["layers"] == [["flat", 128]]
+    assert meta["layers"] == ([["flat", 128]] if checkpoints == 1 else [["ckpt0/flat", 128], ["ckpt1/flat", 128]])
     scores = _read(tmp_path / "flat" / tda / "scores")
     torch.testing.assert_close(scores, reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))

@@ -206,9 +206,9 @@ def test_worker_rank_outside_torchrun_is_refused_on_pipeline_store(compose_cfg, 
 
 # --- case 8: the store pipeline computes if_efim and grad_dot ------------------------------------------------
 
-def test_store_pipeline_refuses_trak(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="tda='trak' is not allowed: pipeline=store computes tda=if_efim and grad_dot "
-                                         r"\(block-diagonal.*run it with pipeline=lds"):
+def test_store_pipeline_refuses_trak_over_layer_blocks(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda=trak uses absolute damping over whole-model gradients; per-layer blocks "
+                                         r"\(compressor=factgrass\) need tda=if_efim or tda=grad_dot"):
         run(_store(compose_cfg, "tda=trak"))
 
 
@@ -230,8 +230,9 @@ def test_store_pipeline_refuses_flat_compressors_on_text_before_training(compose
         run(_store(compose_cfg, "compressor=sjlt", f"dataset.path={corpus}"))
 
 
-def test_store_pipeline_refuses_several_checkpoints(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="tda.num_checkpoints=2 is not allowed: 1 with pipeline=store"):
+def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda.num_checkpoints=2 averages over the fine-tuned checkpoints, .*"
+                                         "now store.model=base"):
         run(_store(compose_cfg, "tda.num_checkpoints=2"))
 
 

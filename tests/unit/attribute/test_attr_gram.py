@@ -57,6 +57,15 @@ def test_block_fit_is_one_fit_per_block():
         torch.testing.assert_close(eigens[name].inverse(1.0, 0.5), alone.inverse(1.0, 0.5), rtol=1e-10, atol=1e-12)
 
 
+def test_absolute_inverse_is_trak_on_scaled_features():
+    phi, q = _features(4)
+    p, lam = 500, 0.3
+    scaled, q_scaled = phi.double() / p ** 0.5, q.double() / p ** 0.5
+    direct = scaled @ torch.linalg.solve(scaled.T @ scaled + lam * torch.eye(K, dtype=torch.float64), q_scaled.T)
+    got = phi.double() @ fit_eigen([phi], K).absolute_inverse(p, lam) @ q.double().T
+    torch.testing.assert_close(got, direct, rtol=1e-9, atol=1e-12)
+
+
 def test_damping_rules_follow_spec():
     assert relative_terms(n=10, dim=4, trace=20.0, damping=0.5) == (0.1, 0.5 * 20.0 / 40)
     assert absolute_terms(num_params=100, damping=0.3) == (0.01, 0.3)
