@@ -63,10 +63,12 @@ def store_layout(ctx: RunContext) -> StoreLayout:
 
 
 def model_identity(ctx: RunContext) -> dict:
-    """What fixes the attributed model's weights."""
+    """What fixes the attributed models' weights: fine-tuned checkpoint 0 (or 0 .. C-1 with tda.num_checkpoints =
+    C > 1), or the base model."""
     cfg = ctx.cfg
     if cfg.store.model == "checkpoint":
-        return {"checkpoint": 0, "models": ctx.models_dir().name}
+        count = cfg.tda.num_checkpoints
+        return {"checkpoint": 0 if count == 1 else list(range(count)), "models": ctx.models_dir().name}
     return {"base": plain_node(cfg.model), **ctx.task.fingerprint_extra()}
 
 

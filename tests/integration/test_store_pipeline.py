@@ -301,3 +301,13 @@ def test_flat_store_scores_equal_the_lds_pipelines_scores(compose_cfg, tmp_path,
     assert meta["layers"] == ([["flat", 128]] if checkpoints == 1 else [["ckpt0/flat", 128], ["ckpt1/flat", 128]])
     scores = _read(tmp_path / "flat" / tda / "scores")
     torch.testing.assert_close(scores, reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))
+
+
+def test_a_cache_of_one_checkpoint_is_not_read_as_two(compose_cfg, tmp_path):
+    """The store's model identity names the checkpoints, so features of one are refused for two."""
+    run(compose_cfg("stage=finetune"))  # the tiny MLP's checkpoints (pipeline=lds)
+    common = ("tda=if_efim", "compressor=sjlt", "pipeline=store", f"store.dir={tmp_path / 'flat'}",
+              "store.damping_from=fixed")
+    run(compose_cfg(*common, "tda.num_checkpoints=1", "stage=cache"))
+    with pytest.raises(GrassError, match=r"checkpoint: cache=0, now=\[0, 1\]"):
+        run(compose_cfg(*common, "tda.num_checkpoints=2", "stage=precondition"))
