@@ -12,6 +12,7 @@ from torch import Tensor
 
 from grass.attribute.gram import absolute_terms, relative_terms
 from grass.attribute.solver import DampedSolver
+from grass.attribute.sources import FLAT_BLOCK, FeatureSource
 from grass.errors import GrassError
 
 
@@ -47,6 +48,14 @@ class Attributor(ABC):
         self._add(train, query, train_weight, num_params)
         self._n, self._m = int(train.shape[0]), int(query.shape[0])
         self._count += 1
+
+    def add_source(self, source: FeatureSource, train_weight: Tensor | None = None,
+                   num_params: int | None = None) -> None:
+        """add_checkpoint with the one block of a flat feature source (in memory: no copy)."""
+        if list(source.blocks) != [FLAT_BLOCK]:
+            raise GrassError(f"{type(self).__name__} scores one flat block; the source has blocks "
+                             f"{sorted(source.blocks)} (per-layer blocks go to grass.attribute.blockwise)")
+        self.add_checkpoint(source.train(FLAT_BLOCK), source.queries()[FLAT_BLOCK], train_weight, num_params)
 
     def scores(self, damping: float | None, query_idx: Tensor | None = None) -> Tensor:
         """[n, m'] float32 scores for the selected queries (all m when query_idx is None)."""

@@ -53,6 +53,10 @@ class FeatureSource(ABC):
     def queries(self) -> dict[str, Tensor]:
         """{block: [m, K_block]}; GrassError when the source has none."""
 
+    @abstractmethod
+    def train(self, block: str) -> Tensor:
+        """Every train row of one block [n, K_block], for the in-memory attributors (grass.attribute.attributors)."""
+
     def train_blocks(self) -> Iterator[dict[str, Tensor]]:
         """The features of each train chunk, without the row range."""
         return (chunk.features for chunk in self.train_chunks())
@@ -98,6 +102,12 @@ class InMemoryFeatures(FeatureSource):
             raise GrassError("this feature source holds no query features")
         return self._query
 
+    def train(self, block: str) -> Tensor:
+        """The tensor itself (no copy)."""
+        if block not in self._train:
+            raise GrassError(f"no block '{block}'; the source has {sorted(self._train)}")
+        return self._train[block]
+
 
 class StoreFeatures(FeatureSource):
     """The train features of a FeatureStore (its layers are the blocks), chunk = shard; queries as given."""
@@ -126,3 +136,9 @@ class StoreFeatures(FeatureSource):
         if self._query is None:
             raise GrassError(f"no query features were given with the store {self.store.path}")
         return self._query
+
+    def train(self, block: str) -> Tensor:
+        """The block's columns of every shard, read into memory."""
+        if block not in self.store.layers:
+            raise GrassError(f"no block '{block}'; the store has {sorted(self.store.layers)}")
+        return self.store.read(layer=block)

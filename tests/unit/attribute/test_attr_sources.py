@@ -53,3 +53,24 @@ def test_sources_refuse_mismatched_blocks(tmp_path):
     _, disk, _ = _both(tmp_path)
     with pytest.raises(GrassError, match="query features cover"):
         StoreFeatures(disk.store, {"a": torch.ones(1, 5)})
+
+
+def test_the_in_memory_attributors_consume_either_source(tmp_path):
+    from grass.attribute.attributors import InfluenceAttributor
+    from grass.attribute.blockwise import BlockwiseAttributor
+
+    memory, disk, blocks = _both(tmp_path)
+    assert memory.train("a").data_ptr() == blocks["a"].data_ptr()  # in memory: the tensor itself
+    assert torch.equal(disk.train("b"), blocks["b"])
+    results = []
+    for source in (memory, disk):
+        attributor = BlockwiseAttributor(InfluenceAttributor)
+        attributor.add_source(source)
+        results.append(attributor.scores(0.1))
+    assert torch.equal(results[0], results[1])
+    flat = InfluenceAttributor()
+    flat.add_source(InMemoryFeatures.flat(blocks["a"], memory.queries()["a"]))
+    with pytest.raises(GrassError, match="one flat block"):
+        InfluenceAttributor().add_source(memory)
+    with pytest.raises(GrassError, match="no block 'c'"):
+        disk.train("c")
