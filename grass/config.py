@@ -45,6 +45,7 @@ Relaxation = choice("Relaxation", "straight_through", "soft")
 StoreDtype = choice("StoreDtype", "float32", "bfloat16")
 VerifyMode = choice("VerifyMode", "once", "always")
 StoreModel = choice("StoreModel", "checkpoint", "base")
+DampingFrom = choice("DampingFrom", "auto", "validation", "fixed")
 Target = choice("Target", "margin", "loss")
 DampingKind = choice("DampingKind", "absolute", "relative", "none")
 LoggerBackend = choice("LoggerBackend", "wandb", "csv", "none")
@@ -125,7 +126,10 @@ class StoreConfig:
     dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<proj_dim>-s<seed>
     dtype: StoreDtype = StoreDtype.float32  # storage of train and iFVP features
     chunk_size: int = 64  # train rows per shard; workers split whole chunks
-    damping: float = 0.1  # relative, per layer: lambda * trace(F_l) / K_l (as tda=if_efim)
+    damping: float = 0.1  # relative, per layer: lambda * trace(F_l) / K_l (as tda=if_efim), when not chosen
+    # auto: chosen from damping_grid on the validation queries when they have ground truth (store.model=checkpoint,
+    # no prompts_dir), else store.damping | validation: always chosen (an error without ground truth) | fixed
+    damping_from: DampingFrom = DampingFrom.auto
     memory_budget_gb: float = 2.0  # attribute: train rows x queries scored per block fit this
     top_k: int = 5  # training blocks shown per query in the report, each way
     prompts_dir: Optional[str] = None  # a folder of *.txt prompts as queries; null: the dataset's query blocks

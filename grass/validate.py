@@ -27,6 +27,8 @@ from grass.data.subsets import validation_size
 from grass.errors import GrassError
 from grass.hardware import check_training_hardware
 from grass.run_settings import uses_proj_dim
+from grass.staged.damping import damping_mode, queries_have_truth
+from grass.stages.attribute_flat import require_flat_task
 from grass.store.workers import parse_worker, resolve_worker
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ MIN_REPORTED = 2  # queries the LDS is reported on, after the damping-validation
 SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that read the subset models' truth
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
 COMPRESSING_STAGES = ("selective_mask", "attribute", "cache")  # stages that build compressors (both pipelines)
-STORE_TDA = ("if_efim",)  # pipeline=store computes block-diagonal eFIM influence (grass.staged.precondition)
+STORE_TDA = ("if_efim", "grad_dot", "trak")  # what pipeline=store computes (grass.staged.precondition)
 STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.staged.model)
 WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chunks among workers
 
@@ -62,6 +64,8 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         from grass.staged.queries import prompt_blocks  # (imports the store stages' context)
 
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
+    if cfg.pipeline == "store" and not is_factorized(cfg.compressor):
+        require_flat_task(cfg, task)  # flat compressors: whole-model gradients of classifiers only
     if not set(COMPRESSING_STAGES) & set(stages):
         return
     model = task.skeleton()
@@ -157,21 +161,28 @@ def _check_lds(cfg: DictConfig, stages: list[str]) -> None:
         _require(_is_int(lds.num_subsets) and lds.num_subsets >= 0, "lds.num_subsets", lds.num_subsets,
                  "an integer >= 0 (subset models to train)")
     if "attribute" in stages and cfg.tda.damping != "none":
-        grid = list(cfg.damping_grid)
-        _require(bool(grid) and all(_is_real(v) and math.isfinite(v) and v > 0 for v in grid), "damping_grid", grid,
-                 f"a non-empty list of finite numbers > 0: tda={cfg.tda.name} uses {cfg.tda.damping} damping, "
-                 f"chosen from this grid on the validation queries")
+        _check_damping_grid(cfg)
+
+
+def _check_damping_grid(cfg: DictConfig) -> None:
+    grid = list(cfg.damping_grid)
+    _require(bool(grid) and all(_is_real(v) and math.isfinite(v) and v > 0 for v in grid), "damping_grid", grid,
+             f"a non-empty list of finite numbers > 0: tda={cfg.tda.name} uses {cfg.tda.damping} damping, "
+             f"chosen from this grid on the validation queries")
 
 
 def _check_store(cfg: DictConfig) -> None:
     """pipeline=store: the one attribution method it computes, worker share, store settings."""
-    _require(cfg.tda.name in STORE_TDA, "tda", cfg.tda.name,
-             f"pipeline=store computes block-diagonal eFIM influence only, which is tda={' or '.join(STORE_TDA)}; "
-             f"run other methods with pipeline=lds")
-    if not is_factorized(cfg.compressor):
-        raise GrassError(f"pipeline=store compresses linear layers from their factors: it needs a factorized "
-                         f"compressor (factgrass, logra, fact_sjlt, fact_mask, fact_sm, factgrass_sm), not "
-                         f"compressor={cfg.compressor.name}; flat compressors run with pipeline=lds")
+    _require(cfg.tda.name in STORE_TDA, "tda", cfg.tda.name, f"pipeline=store computes tda={', '.join(STORE_TDA)}")
+    if cfg.tda.damping == "absolute" and is_factorized(cfg.compressor):
+        raise GrassError(f"tda={cfg.tda.name} uses absolute damping over whole-model gradients; per-layer blocks "
+                         f"(compressor={cfg.compressor.name}) need tda=if_efim or tda=grad_dot, or choose a flat "
+                         f"compressor")
+    if cfg.tda.num_checkpoints > 1 and not queries_have_truth(cfg):
+        raise GrassError(f"tda.num_checkpoints={cfg.tda.num_checkpoints} averages over the fine-tuned checkpoints, "
+                         f"which pipeline=store attributes with store.model=checkpoint and the dataset's queries (no "
+                         f"store.prompts_dir); now store.model={cfg.store.model}, store.prompts_dir="
+                         f"{cfg.store.prompts_dir}: set tda.num_checkpoints=1")
     resolve_worker(cfg.worker)
     store = cfg.store
     _require(_is_int(store.chunk_size) and store.chunk_size >= 1, "store.chunk_size", store.chunk_size,
@@ -180,6 +191,8 @@ def _check_store(cfg: DictConfig) -> None:
     for key in ("damping", "memory_budget_gb"):
         value = store[key]
         _require(_is_real(value) and math.isfinite(value) and value > 0, f"store.{key}", value, "a finite number > 0")
+    if damping_mode(cfg) == "validation":
+        _check_damping_grid(cfg)
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

@@ -10,7 +10,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from grass.attribute.gram import absolute_terms, relative_terms
 from grass.attribute.solver import DampedSolver
+from grass.attribute.sources import FLAT_BLOCK, FeatureSource
 from grass.errors import GrassError
 
 
@@ -46,6 +48,14 @@ class Attributor(ABC):
         self._add(train, query, train_weight, num_params)
         self._n, self._m = int(train.shape[0]), int(query.shape[0])
         self._count += 1
+
+    def add_source(self, source: FeatureSource, train_weight: Tensor | None = None,
+                   num_params: int | None = None) -> None:
+        """add_checkpoint with the one block of a flat feature source (in memory: no copy)."""
+        if list(source.blocks) != [FLAT_BLOCK]:
+            raise GrassError(f"{type(self).__name__} scores one flat block; the source has blocks "
+                             f"{sorted(source.blocks)} (per-layer blocks go to grass.attribute.blockwise)")
+        self.add_checkpoint(source.train(FLAT_BLOCK), source.queries()[FLAT_BLOCK], train_weight, num_params)
 
     def scores(self, damping: float | None, query_idx: Tensor | None = None) -> Tensor:
         """[n, m'] float32 scores for the selected queries (all m when query_idx is None)."""
@@ -114,7 +124,7 @@ class TRAKAttributor(_SolverAttributor):
 
     def __init__(self):
         super().__init__()
-        self._inv_params: list[float] = []  # s_c^2 = 1 / p_c
+        self._num_params: list[int] = []  # p_c; s_c^2 = 1 / p_c
         self._weight_sum: Tensor | None = None  # sum_c Q_c [n] float64
 
     def _add(self, train, query, train_weight, num_params):
@@ -125,14 +135,15 @@ class TRAKAttributor(_SolverAttributor):
         if not torch.isfinite(train_weight).all():
             raise GrassError("TRAK train_weight holds non-finite values")
         self._store(train, query)
-        self._inv_params.append(1.0 / num_params)
+        self._num_params.append(int(num_params))
         weight = train_weight.detach().double().cpu()
         self._weight_sum = weight if self._weight_sum is None else self._weight_sum + weight
 
     def _scores(self, damping, idx):
         # The 1/sqrt(p) feature scale s is folded into the solve instead of copying the features:
         # (s Phi) ((s Phi)^T (s Phi) + lambda I)^{-1} (s Q)^T = s^2 * Phi (s^2 Phi^T Phi + lambda I)^{-1} Q^T.
-        kernel = self._mean_solve([(s2, float(damping), s2) for s2 in self._inv_params], idx)
+        terms = [(*absolute_terms(p, damping), 1.0 / p) for p in self._num_params]
+        kernel = self._mean_solve(terms, idx)
         weight = (self._weight_sum / self._count).float().to(kernel.device)
         return kernel * weight[:, None]
 
@@ -152,7 +163,7 @@ class InfluenceAttributor(_SolverAttributor):
         self._store(train, query)
 
     def _scores(self, damping, idx):
-        terms = [(1.0 / s.n, float(damping) * s.trace / (s.n * s.dim), 1.0) for s in self._solvers]
+        terms = [(*relative_terms(s.n, s.dim, s.trace, damping), 1.0) for s in self._solvers]
         return self._mean_solve(terms, idx)
 
 

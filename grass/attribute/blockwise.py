@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from torch import Tensor
 
 from grass.attribute.attributors import Attributor
+from grass.attribute.sources import FeatureSource
 from grass.errors import GrassError
 
 
@@ -45,6 +46,10 @@ class BlockwiseAttributor:
                 block.add_checkpoint(train[name], query[name])
             except GrassError as e:
                 raise GrassError(f"layer '{name}': {e}") from None
+
+    def add_source(self, source: FeatureSource) -> None:
+        """add_checkpoint with every block of one checkpoint's feature source (in memory: no copy)."""
+        self.add_checkpoint({name: source.train(name) for name in source.blocks}, source.queries())
 
     def scores(self, damping: float | None, query_idx: Tensor | None = None) -> Tensor:
         """[n, m'] float32: the sum over layer blocks of each block's scores."""

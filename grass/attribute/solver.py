@@ -20,65 +20,49 @@ eigenvalue a e + b is positive, so there is nothing to fall back from.
 import torch
 from torch import Tensor
 
+from grass.attribute.gram import CHUNK_ELEMENTS, check_features, damped_weights, fit_eigen, row_chunks
 from grass.errors import GrassError
-
-# Rows (or columns) per float64 chunk: 2**24 doubles = 128 MiB, so the float64 copy of a large
-# feature matrix is never materialized at once.
-_CHUNK_ELEMENTS = 1 << 24
-
-
-def _check_finite(x: Tensor, what: str) -> None:
-    if x.ndim != 2:
-        raise GrassError(f"{what} must be a 2-d matrix, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise GrassError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()[:5].tolist()
-        raise GrassError(f"{what} holds non-finite values (first bad rows {bad})")
 
 
 class DampedSolver:
     """Answers Phi (a Phi^T Phi + b I)^{-1} Q^T for any a, b > 0 from one eigendecomposition.
 
-    train_features: Phi [n, k], any float dtype; the decomposition runs in float64 on Phi's device.
+    train_features: Phi [n, k], any float dtype; the decomposition runs in float64 on Phi's device. The
+    feature side fits with grass.attribute.gram (the same code pipeline=store fits its shards with).
     """
 
     def __init__(self, train_features: Tensor):
-        _check_finite(train_features, "train features")
+        check_features(train_features, "train features")
         phi = train_features
         self.n, self.dim = int(phi.shape[0]), int(phi.shape[1])
         if self.n == 0 or self.dim == 0:
             raise GrassError(f"train features must be non-empty, got shape {tuple(phi.shape)}")
         self._feature_side = self.dim <= self.n
-        rows = max(1, _CHUNK_ELEMENTS // self.dim)
         if self._feature_side:
-            gram = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=phi.device)  # [k, k]
-            for start in range(0, self.n, rows):
-                block = phi[start:start + rows].double()
-                gram += block.T @ block
-            e, v = torch.linalg.eigh(gram)
+            eigen = fit_eigen(row_chunks(phi), self.dim, phi.device)
+            e, v = eigen.eig, eigen.basis
             self._basis = v  # V [k, k] float64, maps queries: R = Q V
             # L = Phi V is kept in float32: it is the one [n, k] object held per checkpoint, and a float64
             # copy would double the memory of the cached features for no gain in the final float32 scores.
-            self._left = torch.cat([phi[s:s + rows].double() @ v for s in range(0, self.n, rows)]).float()
+            self._left = torch.cat([block.double() @ v for block in row_chunks(phi)]).float()
             self._phi = None
         else:
-            cols = max(1, _CHUNK_ELEMENTS // self.n)
+            cols = max(1, CHUNK_ELEMENTS // self.n)
             gram = torch.zeros(self.n, self.n, dtype=torch.float64, device=phi.device)  # [n, n]
             for start in range(0, self.dim, cols):
                 block = phi[:, start:start + cols].double()
                 gram += block @ block.T
             e, u = torch.linalg.eigh(gram)
+            e = e.clamp_min(0.0)  # rounding can leave PSD eigenvalues slightly negative; zero in exact math
             self._basis = u  # U [n, n] float64, maps (Q Phi^T) to R
             self._left = u.float()  # L = U, float32 for the same memory reason as above
             self._phi = phi  # needed to project queries: R = Q Phi^T U
-        # Rounding can leave eigenvalues of a PSD Gram matrix slightly negative; they are zero in exact math.
-        self._eig = e.clamp_min(0.0)  # [r] float64, r = min(n, k)
+        self._eig = e  # [r] float64, r = min(n, k), >= 0
         self.trace = float(self._eig.sum())  # trace(Phi^T Phi) = trace(Phi Phi^T) = sum of e
 
     def project_queries(self, queries: Tensor) -> Tensor:
         """R [m, r] float32 (r = min(n, k)) for query features Q [m, k]; compute once, reuse over dampings."""
-        _check_finite(queries, "query features")
+        check_features(queries, "query features")
         if not self._feature_side and self._phi is None:
             raise GrassError("train features were released; project queries before release_features()")
         if queries.shape[1] != self.dim:
@@ -86,10 +70,9 @@ class DampedSolver:
                              f"(shapes {tuple(queries.shape)} vs [{self.n}, {self.dim}])")
         q = queries.to(self._basis.device)
         if self._feature_side:
-            rows = max(1, _CHUNK_ELEMENTS // self.dim)
-            parts = [q[s:s + rows].double() @ self._basis for s in range(0, q.shape[0], rows)]
+            parts = [block.double() @ self._basis for block in row_chunks(q)]
         else:
-            cols = max(1, _CHUNK_ELEMENTS // max(self.n, q.shape[0]))
+            cols = max(1, CHUNK_ELEMENTS // max(self.n, q.shape[0]))
             qphi = torch.zeros(q.shape[0], self.n, dtype=torch.float64, device=q.device)  # Q Phi^T [m, n]
             for start in range(0, self.dim, cols):
                 qphi += q[:, start:start + cols].double() @ self._phi[:, start:start + cols].double().T
@@ -104,9 +87,7 @@ class DampedSolver:
 
     def scores(self, projected: Tensor, a: float, b: float) -> Tensor:
         """[n, m] float32: Phi (a Phi^T Phi + b I)^{-1} Q^T, from projected = project_queries(Q) [m, r]."""
-        if not (a > 0 and b > 0):
-            raise GrassError(f"damped solve needs a > 0 and b > 0, got a={a}, b={b}")
         if projected.ndim != 2 or projected.shape[1] != self._eig.numel():
             raise GrassError(f"projected queries must be [m, {self._eig.numel()}], got {tuple(projected.shape)}")
-        weight = (1.0 / (a * self._eig + b)).float()  # [r]
+        weight = damped_weights(self._eig, a, b).float()  # [r]
         return (self._left * weight) @ projected.to(self._left.device).T

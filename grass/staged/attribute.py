@@ -11,15 +11,15 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from grass.capture.linear import LinearCapture
 from grass.errors import GrassError
 from grass.fingerprint import fingerprint
 from grass.staged.cache import open_train_store
-from grass.staged.ifvp import open_ifvp_store
+from grass.staged.damping import damping_mode
+from grass.staged.ifvp import scored_store
 from grass.staged.layout import precondition_fingerprint, store_layout
-from grass.staged.model import attribution_model, layer_compressors
+from grass.staged.precondition import load_precondition
 from grass.staged.profile import profiled
-from grass.staged.queries import query_features
+from grass.staged.queries import capture_queries
 from grass.staged.report import write_report
 from grass.stages.context import RunContext
 from grass.store import FeatureStore, chunk_ranges, pending_chunks
@@ -95,12 +95,9 @@ def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, 
 def run_attribute_store(ctx: RunContext) -> None:
     cfg, layout = ctx.cfg, store_layout(ctx)
     train = open_train_store(ctx)  # refuses a config that differs from the one the features were cached with
-    ifvp = open_ifvp_store(ctx, train)
-    model = attribution_model(ctx)
-    capture = LinearCapture(model, ctx.task.target(cfg.tda.target), list(cfg.capture.layers),
-                            layer_compressors(ctx, model))
-    queries = query_features(ctx, capture)
-    del model, capture
+    ifvp = scored_store(ctx, train)
+    damping = None if damping_mode(cfg) == "none" else load_precondition(ctx)["damping"]
+    queries = capture_queries(ctx)
     q = torch.cat([queries.features[name] for name in train.layers], dim=1)  # store layer order
     fp = {**precondition_fingerprint(ctx), "queries": fingerprint({"ids": queries.token_ids})}
     out = FeatureStore(layout.scores, fp, {"scores": q.shape[0]}, train.n_rows, chunk_size=train.chunk_size,
@@ -109,7 +106,7 @@ def run_attribute_store(ctx: RunContext) -> None:
     with profiled(ctx, "attribute", "pairs") as box:
         rows = stream_scores(ifvp, q, out, top, cfg.store.memory_budget_gb)
         box["count"] = rows * q.shape[0]
-    paths = write_report(ctx, layout, queries, top)
-    ctx.metrics.update({"attribute/n_query": q.shape[0], "attribute/rows_scored": rows,
+    paths = write_report(ctx, layout, queries, top, damping)
+    ctx.metrics.update({"attribute/n_query": q.shape[0], "attribute/rows_scored": rows, "attribute/damping": damping,
                         "attribute/report": str(paths[0])})
     log.info("attribute: %d queries x %d train rows -> %s; report %s", q.shape[0], train.n_rows, out.path, paths[0])

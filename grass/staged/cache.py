@@ -8,10 +8,8 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from grass.capture.linear import LinearCapture
-from grass.staged.features import capture_rows
 from grass.staged.layout import cache_fingerprint, store_layout
-from grass.staged.model import attribution_model, layer_compressors
+from grass.staged.featurizer import store_featurizer
 from grass.staged.profile import profiled
 from grass.stages.context import RunContext
 from grass.store import FeatureStore, pending_chunks, resolve_worker
@@ -19,33 +17,31 @@ from grass.store import FeatureStore, pending_chunks, resolve_worker
 log = logging.getLogger(__name__)
 
 
-def open_train_store(ctx: RunContext, compressors: dict | None = None, create: bool = False) -> FeatureStore:
-    """The train feature store of this config; an existing store made by another config is refused."""
+def open_train_store(ctx: RunContext, blocks: dict[str, int] | None = None, create: bool = False) -> FeatureStore:
+    """The train feature store of this config (create: with these {block: K} widths); an existing store made by
+    another config is refused."""
     cfg, path = ctx.cfg, store_layout(ctx).train
     if not create:
         return FeatureStore.open(path, cache_fingerprint(ctx), verify=cfg.store.verify)
-    layers = {name: comp.feature_dim for name, comp in compressors.items()}
-    return FeatureStore(path, cache_fingerprint(ctx), layers, ctx.task.n_train, dtype=cfg.store.dtype,
+    return FeatureStore(path, cache_fingerprint(ctx), blocks, ctx.task.n_train, dtype=cfg.store.dtype,
                         chunk_size=cfg.store.chunk_size, verify=cfg.store.verify)
 
 
 def run_cache(ctx: RunContext) -> None:
     cfg = ctx.cfg
     worker, workers = resolve_worker(cfg.worker)
-    model = attribution_model(ctx)
-    compressors = layer_compressors(ctx, model)
-    store = open_train_store(ctx, compressors, create=True)
+    featurizer = store_featurizer(ctx)
+    store = open_train_store(ctx, featurizer.blocks, create=True)
     todo = pending_chunks(store, worker, workers)
     log.info("cache: worker %d/%d, %d chunks to compute into %s", worker, workers, len(todo), store.path)
-    capture = LinearCapture(model, ctx.task.target(cfg.tda.target), list(cfg.capture.layers), compressors)
     tokens_per_row = _tokens_per_row(ctx)
     with profiled(ctx, "cache", "tokens") as box:
         for chunk_id, start, stop in tqdm(todo, desc=f"cache {worker}/{workers}", unit="chunk"):
-            feats = capture_rows(ctx, capture, "train", torch.arange(start, stop))
+            feats = featurizer.rows("train", torch.arange(start, stop))
             store.write(worker, chunk_id, (start, stop), feats)
             box["count"] += tokens_per_row * (stop - start)
     ctx.metrics.update({"store/chunks_written": len(todo), "store/train_dim": store.dim,
-                        "store/layers": len(compressors)})
+                        "store/layers": len(featurizer.blocks)})
 
 
 def _tokens_per_row(ctx: RunContext) -> int:

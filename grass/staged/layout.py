@@ -1,14 +1,18 @@
 """Where the staged pipeline keeps what each stage makes, and the fingerprint each product is keyed by.
 
-<store dir>/train/            FeatureStore of compressed train features   (cache)
-<store dir>/preconditioner.pt per layer (F_l + lambda_l I)^-1, F_l = Phi_l^T Phi_l / n   (precondition)
-<store dir>/ifvp/             FeatureStore of Phi_l (F_l + lambda_l I)^-1   (ifvp)
-<store dir>/scores/           FeatureStore [n_train, n_query] of scores   (attribute)
-<store dir>/self_influence.pt [n_train]                                   (self_influence)
-<store dir>/report.{md,html}  top training blocks per query               (attribute)
+<store dir>/train/                  FeatureStore of compressed train features, shared by every tda   (cache)
+<store dir>/<tda>/preconditioner.pt per block P_b (if_efim: (F_b + lambda_b I)^-1, F_b = Phi_b^T Phi_b / n;
+                                    trak: (Phi_b^T Phi_b / p + lambda I)^-1 / p), row weights, the damping
+                                    (grad_dot has none: Hessian = identity)                      (precondition)
+<store dir>/<tda>/ifvp/             FeatureStore of w_i Phi_b P_b (grad_dot scores the train features
+                                    themselves)                                                    (ifvp)
+<store dir>/<tda>/scores/           FeatureStore [n_train, n_query] of scores                     (attribute)
+<store dir>/<tda>/self_influence.pt [n_train]                                                     (self_influence)
+<store dir>/<tda>/report.{md,html}  top training blocks per query                                 (attribute)
 
 Each product's fingerprint extends the one before it, so a setting changed between stages is refused by
-the first stage that reads the older product, with the differing keys named.
+the first stage that reads the older product, with the differing keys named; every product after the cache
+names the tda and its damping settings (never read as another method's).
 """
 
 from dataclasses import dataclass, field
@@ -16,15 +20,17 @@ from pathlib import Path
 
 from grass.instantiate import plain_node
 from grass.run_settings import uses_proj_dim
+from grass.staged.damping import damping_setting
 from grass.stages.context import RunContext
 from grass.stages.selective import compressor_node
 
 
 @dataclass(frozen=True)
 class StoreLayout:
-    """The paths of one store folder (see the module docstring), derived from its root."""
+    """The paths of one store folder (see the module docstring), derived from its root and the tda's name."""
 
     root: Path
+    tda: str
     train: Path = field(init=False)
     ifvp: Path = field(init=False)
     scores: Path = field(init=False)
@@ -32,29 +38,37 @@ class StoreLayout:
     self_influence: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        names = {"train": "train", "ifvp": "ifvp", "scores": "scores", "preconditioner": "preconditioner.pt",
+        object.__setattr__(self, "train", self.root / "train")
+        names = {"ifvp": "ifvp", "scores": "scores", "preconditioner": "preconditioner.pt",
                  "self_influence": "self_influence.pt"}
         for attr, name in names.items():
-            object.__setattr__(self, attr, self.root / name)
+            object.__setattr__(self, attr, self.method_dir / name)
+
+    @property
+    def method_dir(self) -> Path:
+        """<store dir>/<tda>: what one attribution method makes from the shared train features."""
+        return self.root / self.tda
 
     def report(self, suffix: str) -> Path:
-        return self.root / f"report.{suffix}"
+        return self.method_dir / f"report.{suffix}"
 
 
 def store_layout(ctx: RunContext) -> StoreLayout:
     cfg = ctx.cfg
     if cfg.store.dir:
-        return StoreLayout(Path(cfg.store.dir))
+        return StoreLayout(Path(cfg.store.dir), cfg.tda.name)
     k = f"-k{cfg.proj_dim}" if uses_proj_dim(cfg.compressor) else ""
     name = f"{cfg.compressor.name}{k}-s{cfg.seed}"
-    return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name)
+    return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name, cfg.tda.name)
 
 
 def model_identity(ctx: RunContext) -> dict:
-    """What fixes the attributed model's weights."""
+    """What fixes the attributed models' weights: fine-tuned checkpoint 0 (or 0 .. C-1 with tda.num_checkpoints =
+    C > 1), or the base model."""
     cfg = ctx.cfg
     if cfg.store.model == "checkpoint":
-        return {"checkpoint": 0, "models": ctx.models_dir().name}
+        count = cfg.tda.num_checkpoints
+        return {"checkpoint": 0 if count == 1 else list(range(count)), "models": ctx.models_dir().name}
     return {"base": plain_node(cfg.model), **ctx.task.fingerprint_extra()}
 
 
@@ -67,4 +81,7 @@ def cache_fingerprint(ctx: RunContext) -> dict:
 
 
 def precondition_fingerprint(ctx: RunContext) -> dict:
-    return {**cache_fingerprint(ctx), "damping": ctx.cfg.store.damping}
+    """The cache's, plus the tda and how its damping is set (grass.staged.damping.damping_setting)."""
+    tda = ctx.cfg.tda
+    return {**cache_fingerprint(ctx), "tda": {"name": tda.name, "damping": tda.damping},
+            "damping": damping_setting(ctx.cfg)}

@@ -12,14 +12,15 @@ from grass.stages.finetune import checkpoint_path
 from grass.validate import STORE_MODELS
 
 
-def attribution_model(ctx: RunContext) -> nn.Module:
-    """store.model=checkpoint: the full-data fine-tuned model (stage=finetune of pipeline=lds makes it);
-    store.model=base: the base the fine-tuning starts from (a pretrained model as it is, e.g. SmolLM2)."""
+def attribution_model(ctx: RunContext, checkpoint: int = 0) -> nn.Module:
+    """store.model=checkpoint: full-data fine-tuned model number `checkpoint` (stage=finetune of pipeline=lds makes
+    them); store.model=base: the base the fine-tuning starts from (a pretrained model as it is, e.g. SmolLM2), one
+    model only (grass.validate refuses tda.num_checkpoints > 1 with it)."""
     source = ctx.cfg.store.model
     if source not in STORE_MODELS:
         raise GrassError(f"store.model={source!r}; choose one of {list(STORE_MODELS)}")
     if source == "checkpoint":
-        path = checkpoint_path(ctx.models_dir(), 0)
+        path = checkpoint_path(ctx.models_dir(), checkpoint)
         if not path.exists():
             raise GrassError(f"store.model=checkpoint attributes the fine-tuned full-data model {path}, which does not "
                              f"exist: make it with the same overrides and pipeline=lds stage=finetune, or attribute "
@@ -34,9 +35,9 @@ def attribution_model(ctx: RunContext) -> nn.Module:
     return model.to(ctx.device).eval()
 
 
-def layer_compressors(ctx: RunContext, model: nn.Module) -> dict[str, FactorizedCompressor]:
-    """Checkpoint 0's per-layer compressors, exactly as pipeline=lds builds them (so features agree).
+def layer_compressors(ctx: RunContext, model: nn.Module, checkpoint: int = 0) -> dict[str, FactorizedCompressor]:
+    """Checkpoint `checkpoint`'s per-layer compressors, exactly as pipeline=lds builds them (so features agree).
 
-    A factorized compressor is required up front (grass.validate); a flat one fails in build_factorized."""
+    A flat compressor fails in build_factorized (grass.staged.featurizer picks the flat path for those)."""
     with torch.no_grad():
-        return build_layer_compressors(ctx, model, derive_seed(ctx.cfg.seed, "linear", "checkpoint", 0))
+        return build_layer_compressors(ctx, model, derive_seed(ctx.cfg.seed, "linear", "checkpoint", checkpoint))

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from grass.capture.linear import LinearCapture
 from grass.data.local_text import read_text
 from grass.data.text import TextBlocks, decode_block, lm_batch
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
-from grass.staged.features import capture_batches, capture_rows
+from grass.staged.featurizer import CheckpointFeaturizer, store_featurizer
+from grass.staged.features import capture_batches
 from grass.stages.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,13 @@ def prompt_blocks(data: TextBlocks, folder: Path) -> tuple[list[str], list[str],
     return names, texts, notes, ids, mask
 
 
-def query_features(ctx: RunContext, capture: LinearCapture) -> Queries:
+def query_features(ctx: RunContext, featurizer: CheckpointFeaturizer) -> Queries:
+    """The dataset's query examples, or the prompts of store.prompts_dir (language models: linear capture)."""
     folder = ctx.cfg.store.prompts_dir
     data = ctx.data
     if folder is None:
         m = ctx.task.n_query
-        feats = capture_rows(ctx, capture, "query", torch.arange(m))
+        feats = featurizer.rows("query", torch.arange(m))
         names = list(data.query_sources) if getattr(data, "query_sources", None) else [f"query {j}" for j in range(m)]
         if isinstance(data, TextBlocks):
             tok = tokenizer_of(data)
@@ -98,5 +99,10 @@ def query_features(ctx: RunContext, capture: LinearCapture) -> Queries:
     bs = ctx.cfg.hardware.capture_batch_size
     batches = ({k: v.to(ctx.device) for k, v in lm_batch(ids[s:s + bs], mask[s:s + bs]).items()}
                for s in range(0, len(names), bs))
-    feats = capture_batches(capture, batches, [f"prompt {name}" for name in names])
+    feats = capture_batches(featurizer.capture, batches, [f"prompt {name}" for name in names])
     return Queries(names, texts, notes, feats, [ids[j][mask[j] != 0].tolist() for j in range(len(names))])
+
+
+def capture_queries(ctx: RunContext) -> Queries:
+    """The run's queries (query_features) from the attributed model with the cache's compressors."""
+    return query_features(ctx, store_featurizer(ctx))

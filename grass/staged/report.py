@@ -25,13 +25,14 @@ def _entries(top_pair, j: int) -> list[tuple[int, float]]:
     return [(int(index[r, j]), float(values[r, j])) for r in range(values.shape[0])]
 
 
-def write_report(ctx, layout, queries, top) -> tuple[Path, Path]:
+def write_report(ctx, layout, queries, top, damping: float | None) -> tuple[Path, Path]:
+    """report.{md,html} of the top-k per query; damping: the one the scores used (None: the tda has none)."""
     from grass.staged.queries import tokenizer_of
 
     tokenizer = tokenizer_of(ctx.data) if isinstance(ctx.data, TextBlocks) else None
     cfg = ctx.cfg
     title = (f"grass attribution report: {cfg.experiment_name}, {cfg.model.name}, {cfg.compressor.name} "
-             f"K={cfg.proj_dim}, damping {cfg.store.damping}")
+             f"K={cfg.proj_dim}, tda {cfg.tda.name}" + ("" if damping is None else f", damping {damping:g}"))
     md = [f"# {title}", "", f"{len(queries.names)} queries against {ctx.task.n_train} training examples; "
           f"the {top.k} highest (most helpful) and lowest (most harmful) influence scores per query.", ""]
     body = [f"<h1>{html.escape(title)}</h1>"]

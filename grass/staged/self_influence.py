@@ -1,4 +1,5 @@
-"""Stage `self_influence`: <Phi(i), Phi(i) P> for every train example, streamed over the train and iFVP shards."""
+"""Stage `self_influence`: <Phi(i), Phi(i) P> for every train example (SPEC 1.1 step 5), streamed over the train
+and iFVP shards (tda=grad_dot: P = I, <Phi(i), Phi(i)>)."""
 
 import logging
 
@@ -6,7 +7,7 @@ import torch
 
 from grass.artifacts import save_artifact
 from grass.staged.cache import open_train_store
-from grass.staged.ifvp import open_ifvp_store
+from grass.staged.ifvp import scored_store
 from grass.staged.layout import precondition_fingerprint, store_layout
 from grass.staged.profile import profiled
 from grass.stages.context import RunContext
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def run_self_influence(ctx: RunContext) -> torch.Tensor:
     train = open_train_store(ctx)
-    ifvp = open_ifvp_store(ctx, train)
+    ifvp = scored_store(ctx, train)
     values = torch.empty(train.n_rows, dtype=torch.float64)
     with profiled(ctx, "self_influence", "rows") as box:
         for a, b in zip(train.iter_chunks(), ifvp.iter_chunks()):

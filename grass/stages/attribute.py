@@ -12,14 +12,12 @@ import torch
 from grass.attribute.blockwise import BlockwiseAttributor
 from grass.attribute.damping import select_damping
 from grass.compress.factorized import is_factorized
-from grass.data.subsets import validation_split
 from grass.instantiate import instantiate_node
 from grass.kernels.dispatch import prepare as prepare_kernels
-from grass.lds.metric import lds
 from grass.stages.attribute_flat import add_flat_checkpoints, require_flat_task
 from grass.stages.attribute_linear import add_linear_checkpoints
 from grass.stages.context import RunContext
-from grass.stages.finetune import subset_masks
+from grass.stages.evaluate import record_damping, validation_objective
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +44,11 @@ def run_attribute(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
         add_flat_checkpoints(ctx, attributor)
     ctx.metrics["time/compress_s"] = ctx.metrics.get("time/compress_train_s", 0.0)
 
-    masks = subset_masks(ctx)
-    val_idx, _ = validation_split(ctx.task.n_query, cfg.lds.val_fraction, cfg.seed)
+    val_idx, evaluate = validation_objective(ctx, truth)
     grid = list(cfg.damping_grid) if cfg.tda.damping != "none" else []
     with ctx.timed("time/damping_search_s"):
-        chosen, curve = select_damping(attributor, grid, val_idx,
-                                       lambda s: lds(s, masks, truth[:, val_idx]).mean)
-    for lam, value in curve.items():
-        ctx.tracker.log({"damping/lambda": lam, "damping/val_lds": value})
-    ctx.metrics["damping/chosen"] = chosen
-    ctx.metrics["damping/val_lds"] = {str(k): v for k, v in curve.items()}
+        chosen, curve = select_damping(attributor, grid, val_idx, evaluate)
+    record_damping(ctx, chosen, curve)
     with ctx.timed("time/score_s"):
         scores = attributor.scores(chosen)
     log.info("attribute: damping %s chosen on %d validation queries", chosen, len(val_idx))

@@ -7,6 +7,7 @@ Classifiers only (torch.func over every parameter). Compression time is measured
 import torch
 from tqdm.auto import tqdm
 
+from grass.attribute.sources import InMemoryFeatures
 from grass.capture.flat import iter_flat_grads, num_params, true_class_probs
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
@@ -17,7 +18,7 @@ from grass.stages.selective import compressor_node
 from grass.tasks.classification import ClassificationTask
 
 
-def _features(ctx: RunContext, model, compressor, x, y, side: str) -> torch.Tensor:
+def flat_features(ctx: RunContext, model, compressor, x, y, side: str) -> torch.Tensor:
     """Compressed per-example gradients [N, k] of one model, timing gradients and compression apart."""
     hw, target = ctx.cfg.hardware, ctx.cfg.tda.target
     rows = []
@@ -52,11 +53,11 @@ def add_flat_checkpoints(ctx: RunContext, attributor) -> None:
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
         compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
-        train = _features(ctx, model, compressor, data.x_train, data.y_train, "train")
-        query = _features(ctx, model, compressor, data.x_query, data.y_query, "query")
+        train = flat_features(ctx, model, compressor, data.x_train, data.y_train, "train")
+        query = flat_features(ctx, model, compressor, data.x_query, data.y_query, "query")
         weight = 1.0 - true_class_probs(model, data.x_train, data.y_train)
         with ctx.timed("time/precondition_s"):
-            attributor.add_checkpoint(train, query, train_weight=weight, num_params=p)
+            attributor.add_source(InMemoryFeatures.flat(train, query), train_weight=weight, num_params=p)
     ctx.metrics.update({"model/num_params": p, "compress/out_dim": compressor.out_dim,
                         "compress/backend": getattr(compressor, "backend_used", None),
                         "compress/fingerprint": str(compressor.fingerprint()), "compress/sketch_seeds": sketch_seeds})

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grass.attribute.blockwise import BlockwiseAttributor
+from grass.attribute.sources import InMemoryFeatures
 from grass.capture.linear import LinearCapture, layer_dims
 from grass.compress.factorized import FactorizedCompressor, build_factorized
 from grass.fingerprint import fingerprint
@@ -84,7 +85,7 @@ def add_linear_checkpoints(ctx: RunContext, attributor: BlockwiseAttributor) -> 
         train = _collect(ctx, capture, timed, "train")
         query = _collect(ctx, capture, timed, "query")
         with ctx.timed("time/precondition_s"):
-            attributor.add_checkpoint(train, query)
+            attributor.add_source(InMemoryFeatures(train, query))
     stage2 = [comp.stage2 for comp in compressors.values() if comp.stage2 is not None]
     ctx.metrics.update({
         "model/num_params": sum(p.numel() for p in model.parameters()),

@@ -54,21 +54,21 @@ def test_split_stages_and_workers_equal_stage_all_and_write_the_prompt_report(st
     full_vocab = "dataset.compact_vocab=false"  # prompts may use any GPT-2 token
     metrics = run(store_cfg("all", f"store.prompts_dir={prompts}", "profile=true", full_vocab))
     _split_run(store_cfg, "split", f"store.prompts_dir={prompts}", full_vocab)
-    for part in ("train", "ifvp", "scores"):
+    for part in ("train", "if_efim/ifvp", "if_efim/scores"):  # the train cache is shared, the rest per tda
         torch.testing.assert_close(_read(tmp_path / "split" / part), _read(tmp_path / "all" / part), rtol=1e-5,
                                    atol=1e-6)
-    scores = _read(tmp_path / "all" / "scores")
+    scores = _read(tmp_path / "all" / "if_efim" / "scores")
     assert scores.shape == (N_TRAIN, 2) and torch.isfinite(scores).all() and scores.abs().sum() > 0
     for key in ("cache/tokens_per_s", "ifvp/rows_per_s", "attribute/pairs_per_s", "cache/peak_rss_mb"):
         assert metrics[f"profile/{key}"] > 0
-    md = (tmp_path / "all" / "report.md").read_text()
-    page = (tmp_path / "all" / "report.html").read_text()
+    md = (tmp_path / "all" / "if_efim" / "report.md").read_text()
+    page = (tmp_path / "all" / "if_efim" / "report.html").read_text()
     assert "Query 0: a_letter.txt" in md and "Query 1: b_walk.txt" in md and md.count("### Most helpful") == 2
     assert "&lt;dear&gt;" in page and "<dear>" not in page  # prompt text is escaped in the HTML
     assert walk.strip() not in md and "*Note: cut to the block size: the first 32 of its 57 tokens" in md
     best = int(scores[:, 0].argmax())
     assert f"| 1 | {float(scores[best, 0]):.4g} | train {best} " in md  # rank 1 is the top score
-    influence = torch.load(tmp_path / "all" / "self_influence.pt")["self_influence"]
+    influence = torch.load(tmp_path / "all" / "if_efim" / "self_influence.pt")["self_influence"]
     assert influence.shape == (N_TRAIN,) and bool((influence > 0).all())  # <phi, P phi> with P positive definite
 
 
@@ -109,7 +109,8 @@ def test_kill_9_during_cache_then_rerun_gives_identical_scores(store_cfg, tmp_pa
     meta = json.loads((train / "store.json").read_text())
     report = FeatureStore.open(train, meta["fingerprint"]).verify()
     assert report.ok and not report.orphans, report.describe()
-    assert torch.equal(_read(tmp_path / "killed" / "scores"), _read(tmp_path / "reference" / "scores"))
+    assert torch.equal(_read(tmp_path / "killed" / "if_efim" / "scores"),
+                       _read(tmp_path / "reference" / "if_efim" / "scores"))
 
 
 def test_a_flipped_byte_names_the_shard(store_cfg, tmp_path):
@@ -125,7 +126,7 @@ def test_a_flipped_byte_names_the_shard(store_cfg, tmp_path):
 def test_a_flipped_byte_in_the_preconditioner_or_the_lm_base_is_a_named_error(store_cfg, tmp_path):
     run(store_cfg("s", "stage=cache"))
     run(store_cfg("s", "stage=precondition"))
-    preconditioner = tmp_path / "s" / "preconditioner.pt"
+    preconditioner = tmp_path / "s" / "if_efim" / "preconditioner.pt"
     _flip(preconditioner)
     with pytest.raises(GrassError, match=r"preconditioner.pt is corrupt.*rerun stage=precondition"):
         run(store_cfg("s", "stage=ifvp"))
@@ -205,7 +206,7 @@ def test_store_pipeline_input_errors(store_cfg, tmp_path):
         run(store_cfg("s", "stage=selective_mask"))
     with pytest.raises(ConfigCompositionException):  # a name no pipeline has fails when the config is composed
         store_cfg("s", "stage=score")
-    with pytest.raises(GrassError, match="needs a factorized compressor"):
+    with pytest.raises(GrassError, match="whole-model gradients, which grass computes for classifiers only"):
         run(store_cfg("s", "compressor=sjlt"))
     with pytest.raises(GrassError, match="worker='2/2'"):
         run(store_cfg("s", "stage=cache", "worker=2/2"))
@@ -260,11 +261,63 @@ def test_torchrun_ranks_cache_one_share_each(tmp_path, corpus):
     assert runs == ["cache-w0of2", "cache-w1of2"]
 
 
-def test_store_scores_equal_the_lds_pipelines_if_efim_scores(compose_cfg, corpus, store_cfg, tmp_path):
-    """Same fine-tuned model, compressors and damping: pipeline=store reproduces pipeline=lds's scores."""
-    lds = run(compose_cfg(f"dataset.path={corpus}", "save_scores=true", experiment="tiny_lm"))
-    damping = lds["damping/chosen"]
-    scores_pt = next((tmp_path / "outputs").rglob("scores.pt"))
-    reference = torch.load(scores_pt)["scores"]
-    run(store_cfg("ckpt", "store.model=checkpoint", f"store.damping={damping}"))
-    torch.testing.assert_close(_read(tmp_path / "ckpt" / "scores"), reference, rtol=1e-3, atol=1e-4)
+@pytest.mark.parametrize("tda", ["if_efim", "grad_dot"])
+def test_store_scores_equal_the_lds_pipelines_scores_with_the_damping_chosen_on_validation(compose_cfg, corpus,
+                                                                                           store_cfg, tmp_path, tda):
+    """Same fine-tuned model (store.model=checkpoint), compressors and tda: pipeline=store chooses the same damping
+    from damping_grid on the same validation queries (store.damping_from=auto) and reproduces pipeline=lds's scores
+    to float32 rounding (rtol 1e-3, atol 1e-4; scores here are O(1e-2..1e1))."""
+    lds = run(compose_cfg(f"dataset.path={corpus}", f"tda={tda}", "save_scores=true", experiment="tiny_lm"))
+    reference = torch.load(next((tmp_path / "outputs").rglob(f"*-{tda}-*/scores.pt")))["scores"]
+    store = run(store_cfg("ckpt", f"tda={tda}", "store.model=checkpoint"))
+    assert store["damping/chosen"] == lds["damping/chosen"]
+    if tda == "if_efim":
+        assert store["damping/val_lds"].keys() == lds["damping/val_lds"].keys()
+        for lam, value in lds["damping/val_lds"].items():
+            assert store["damping/val_lds"][lam] == pytest.approx(value, abs=1e-6)
+    else:
+        assert lds["damping/chosen"] is None and not (tmp_path / "ckpt" / tda / "ifvp").exists()
+    torch.testing.assert_close(_read(tmp_path / "ckpt" / tda / "scores"), reference, rtol=1e-3, atol=1e-4)
+    influence = torch.load(tmp_path / "ckpt" / tda / "self_influence.pt")["self_influence"]
+    train = _read(tmp_path / "ckpt" / "train")
+    if tda == "grad_dot":  # P = I: <phi, phi>
+        torch.testing.assert_close(influence, (train * train).sum(dim=1), rtol=1e-5, atol=1e-6)
+
+
+def test_store_scores_equal_the_lds_pipelines_if_efim_scores_at_a_fixed_damping(compose_cfg, corpus, store_cfg,
+                                                                                tmp_path):
+    """store.damping_from=fixed: the scores at store.damping equal pipeline=lds's at that damping (its one-value
+    grid), to float32 rounding; the store fingerprints keep the two methods' products apart."""
+    run(compose_cfg(f"dataset.path={corpus}", "save_scores=true", "damping_grid=[0.01]", experiment="tiny_lm"))
+    reference = torch.load(next((tmp_path / "outputs").rglob("scores.pt")))["scores"]
+    metrics = run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "store.damping=0.01"))
+    assert metrics["damping/chosen"] == 0.01 and metrics["attribute/damping"] == 0.01
+    torch.testing.assert_close(_read(tmp_path / "ckpt" / "if_efim" / "scores"), reference, rtol=1e-3, atol=1e-4)
+    with pytest.raises(GrassError, match=r"ifvp was made by a different config:\n  damping: cache=0.01, now=0.1"):
+        run(store_cfg("ckpt", "store.model=checkpoint", "store.damping_from=fixed", "stage=attribute"))
+
+
+@pytest.mark.parametrize("tda, checkpoints", [("trak", 2), ("if_efim", 2), ("grad_dot", 1)])
+def test_flat_store_scores_equal_the_lds_pipelines_scores(compose_cfg, tmp_path, tda, checkpoints):
+    """A flat compressor (sjlt over the tiny MLP's whole-model gradients): the cache writes one flat block per
+    checkpoint, and pipeline=store reproduces pipeline=lds's scores and chosen damping to float32 rounding (rtol
+    1e-3, atol 1e-4 x the largest score); trak with its Q weights and 1 / sqrt(p) scale, over 2 checkpoints."""
+    common = (f"tda={tda}", "compressor=sjlt", f"tda.num_checkpoints={checkpoints}")
+    lds = run(compose_cfg(*common, "save_scores=true"))
+    reference = torch.load(next((tmp_path / "outputs").rglob(f"*-{tda}-*/scores.pt")))["scores"]
+    store = run(compose_cfg(*common, "pipeline=store", "store.chunk_size=64", f"store.dir={tmp_path / 'flat'}"))
+    assert store["damping/chosen"] == lds["damping/chosen"]
+    meta = json.loads((tmp_path / "flat" / "train" / "store.json").read_text())
+    assert meta["layers"] == ([["flat", 128]] if checkpoints == 1 else [["ckpt0/flat", 128], ["ckpt1/flat", 128]])
+    scores = _read(tmp_path / "flat" / tda / "scores")
+    torch.testing.assert_close(scores, reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))
+
+
+def test_a_cache_of_one_checkpoint_is_not_read_as_two(compose_cfg, tmp_path):
+    """The store's model identity names the checkpoints, so features of one are refused for two."""
+    run(compose_cfg("stage=finetune"))  # the tiny MLP's checkpoints (pipeline=lds)
+    common = ("tda=if_efim", "compressor=sjlt", "pipeline=store", f"store.dir={tmp_path / 'flat'}",
+              "store.damping_from=fixed")
+    run(compose_cfg(*common, "tda.num_checkpoints=1", "stage=cache"))
+    with pytest.raises(GrassError, match=r"checkpoint: cache=0, now=\[0, 1\]"):
+        run(compose_cfg(*common, "tda.num_checkpoints=2", "stage=precondition"))

@@ -34,7 +34,7 @@ def test_groups_are_not_empty():
     ("store.model=finetuned", "[checkpoint, base]"), ("tda.damping=exact", "[absolute, relative, none]"),
     ("tda.target=accuracy", "[margin, loss]"), ("finetune.optimizer=adm", "[adam, adamw, sgd]"),
     ("finetune.schedule=cosine", "[constant, linear]"), ("logger.backend=tensorboard", "[wandb, csv, none]"),
-    ("selective_mask.relaxation=hard", "[straight_through, soft]"),
+    ("selective_mask.relaxation=hard", "[straight_through, soft]"), ("store.damping_from=lds", "[auto, validation, fixed]"),
 ])
 def test_a_misspelled_choice_fails_when_the_config_is_composed(compose_cfg, override, allowed):
     with pytest.raises(ConfigCompositionException) as info:

@@ -204,17 +204,36 @@ def test_worker_rank_outside_torchrun_is_refused_on_pipeline_store(compose_cfg, 
         _validate(_store(compose_cfg, "stage=cache", "worker=rank"))
 
 
-# --- case 8: the store pipeline computes if_efim only --------------------------------------------------------
+# --- case 8: the store pipeline computes if_efim and grad_dot ------------------------------------------------
 
-def test_store_pipeline_refuses_other_attribution_methods(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="tda='grad_dot' is not allowed: pipeline=store computes block-diagonal eFIM "
-                                         "influence only, which is tda=if_efim"):
-        run(_store(compose_cfg, "tda=grad_dot"))
+def test_store_pipeline_refuses_trak_over_layer_blocks(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda=trak uses absolute damping over whole-model gradients; per-layer blocks "
+                                         r"\(compressor=factgrass\) need tda=if_efim or tda=grad_dot"):
+        run(_store(compose_cfg, "tda=trak"))
 
 
-def test_store_pipeline_refuses_flat_compressors_before_loading(compose_cfg, no_loading):
-    with pytest.raises(GrassError, match="needs a factorized compressor"):
-        run(_store(compose_cfg, "compressor=sjlt"))
+def test_store_damping_chosen_on_validation_needs_queries_with_ground_truth(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="store.damping_from=validation .* store.model=checkpoint without "
+                                         "store.prompts_dir .*store.damping_from=fixed"):
+        run(_store(compose_cfg, "store.damping_from=validation"))  # _store attributes store.model=base
+    with pytest.raises(GrassError, match=r"damping_grid=\[\] is not allowed"):
+        run(_store(compose_cfg, "store.model=checkpoint", "damping_grid=[]"))
+
+
+def test_store_pipeline_refuses_flat_compressors_on_text_before_training(compose_cfg, no_training, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = "the sister wrote a letter to her brother every morning and walked home in the evening".split()
+    (corpus / "doc.txt").write_text(" ".join(words[i % len(words)] for i in range(6000)) + ".")
+    with pytest.raises(GrassError, match="compressor=sjlt compresses whole-model gradients, which grass computes for "
+                                         "classifiers only"):
+        run(_store(compose_cfg, "compressor=sjlt", f"dataset.path={corpus}"))
+
+
+def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cfg, no_loading):
+    with pytest.raises(GrassError, match="tda.num_checkpoints=2 averages over the fine-tuned checkpoints, .*"
+                                         "now store.model=base"):
+        run(_store(compose_cfg, "tda.num_checkpoints=2"))
 
 
 # --- case 7: the other settings with a fixed range ----------------------------------------------------------

@@ -6,9 +6,10 @@ import torch
 
 from grass.attribute.attributors import InfluenceAttributor
 from grass.attribute.blockwise import BlockwiseAttributor
+from grass.attribute.sources import StoreFeatures
+from grass.attribute.streamed import apply_inverses
 from grass.errors import GrassError
 from grass.staged.attribute import TopK, block_rows, stream_scores
-from grass.staged.ifvp import apply_preconditioners
 from grass.staged.precondition import preconditioners
 from grass.store import FeatureStore, chunk_ranges
 
@@ -28,8 +29,8 @@ def _staged_scores(tmp_path, store, q, damping):
     blocks = preconditioners(store, damping)
     ifvp = FeatureStore(tmp_path / "ifvp", {"test": 2}, LAYERS, store.n_rows, chunk_size=store.chunk_size,
                         dtype=store.layout.dtype)
-    for chunk in store.iter_chunks():
-        ifvp.write(0, chunk.chunk_id, (chunk.start, chunk.stop), apply_preconditioners(chunk.features, store, blocks))
+    for chunk in StoreFeatures(store).train_chunks():
+        ifvp.write(0, chunk.chunk_id, (chunk.start, chunk.stop), apply_inverses(chunk.features, blocks))
     out = FeatureStore(tmp_path / "scores", {"test": 3}, {"scores": q.shape[0]}, store.n_rows,
                        chunk_size=store.chunk_size)
     top = TopK(3, q.shape[0])

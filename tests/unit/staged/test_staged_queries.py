@@ -73,10 +73,10 @@ def test_the_report_shows_the_attributed_text_and_notes_the_cut(tmp_path):
     top.add(torch.tensor([[0.5, -1.0], [0.25, 2.0]]), 0)
     ctx = SimpleNamespace(data=data, task=SimpleNamespace(n_train=2), cfg=OmegaConf.create(
         {"experiment_name": "e", "model": {"name": "m"}, "compressor": {"name": "c"}, "proj_dim": 4,
-         "store": {"damping": 0.1}}))
+         "tda": {"name": "if_efim"}}))
     layout = SimpleNamespace(report=lambda suffix: tmp_path / f"report.{suffix}")
     queries = Queries(names, texts, notes, {}, [row.tolist() for row in ids])
-    md_path, html_path = write_report(ctx, layout, queries, top)
+    md_path, html_path = write_report(ctx, layout, queries, top, damping=0.1)
     md, page = md_path.read_text(), html_path.read_text()
     assert f"> {texts[0]}\n" in md and LONG not in md and LONG not in page
     assert md.count("*Note: cut to the block size") == 1 and page.count("Note: cut to the block size") == 1
