@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 bench-sjlt bench corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -25,8 +25,8 @@ run: setup  ## the default experiment: MLP + MNIST (offline digits), SJLT k=4096
 test: setup  ## the test suite (minutes on 2 CPU cores; W&B offline, no network)
 	$(PY) -m pytest -q
 
-lint: setup  ## byte-compile everything and check that every config option composes
-	$(PY) -m compileall -q grass run.py report.py
+lint: setup  ## ruff (pyflakes, pycodestyle, import order, bugbear; pyproject.toml [tool.ruff]) and every config option composes
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests/unit/test_config_compose.py
 
 grid-mnist: setup  ## the paper's MNIST grid: 7 compressors (selective mask included) x k in {2048, 4096, 8192}, one Hydra multirun

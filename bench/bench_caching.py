@@ -40,11 +40,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import benchlib  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-import benchlib  # noqa: E402
 from grass.capture.linear import LinearCapture, LMTarget, _frozen_eval, layer_dims  # noqa: E402
 from grass.compress.factorized import build_factorized  # noqa: E402
 from grass.models.gpt2 import gpt2_tiny  # noqa: E402

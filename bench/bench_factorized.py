@@ -15,10 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import benchlib
 import torch
 from omegaconf import OmegaConf
 
-import benchlib
 from grass.compress.factorized import build_factorized
 
 QUICK = benchlib.QUICK
@@ -56,8 +56,8 @@ def bench_shape(name: str, in_features: int, out_features: int, bias: bool, batc
                                     layer_name=name)
             out = comp(a, delta)
             assert out.shape == (batch, comp.feature_dim), out.shape
-            row[m] = {**benchlib.time_call(lambda: comp(a, delta), sync=sync), "k_in": comp.k_in, "k_out": comp.k_out,
-                      "feature_dim": comp.feature_dim}
+            timing = benchlib.time_call(lambda comp=comp: comp(a, delta), sync=sync)
+            row[m] = {**timing, "k_in": comp.k_in, "k_out": comp.k_out, "feature_dim": comp.feature_dim}
         row["logra_over_factgrass"] = row["logra"]["ms"] / row["factgrass"]["ms"]
         print(f"  {name} {in_features}->{out_features} K={k}: logra {row['logra']['ms']:.1f} ms, "
               f"factgrass {row['factgrass']['ms']:.1f} ms", file=sys.stderr, flush=True)

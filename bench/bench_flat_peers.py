@@ -32,9 +32,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import benchlib
 import torch
 
-import benchlib
 from grass.compress.dense import BLOCK_ROWS, Gaussian
 from grass.compress.fjlt import FJLT
 from grass.compress.grass_compressor import GraSS
@@ -201,7 +201,8 @@ def markdown(info: dict, cells: list[dict]) -> str:
         lines.append(f"| {c['d']:.0e} | {c['k']} | {c['zero_frac']:.0%} | {c['copy']['ms']:.1f} | "
                      + " | ".join(vals) + f" | {frac} |")
     lines += ["", "Speedups (peer time / our time; * = peer timed on the dense input, its cost ignores zeros):", "",
-              "| d | k | zeros | " + " | ".join(f"{o} vs {p}" for o, p in PAIRS) + " |", "|" + "---|" * (3 + len(PAIRS))]
+              "| d | k | zeros | " + " | ".join(f"{o} vs {p}" for o, p in PAIRS) + " |",
+              "|" + "---|" * (3 + len(PAIRS))]
     for c in cells:
         vals = []
         for o, p in PAIRS:
@@ -217,12 +218,26 @@ def main() -> None:
     dense_times: dict = {}
     cells = [run_cell(d, k, z, dense_times) for d in DIMS for k in KS for z in ZERO_FRACTIONS]
     print(markdown(info, cells))
-    benchlib.write_result("flat_peers", {
-        "machine": info, "versions": versions,
-        "config": {"batch": BATCH, "dims": DIMS, "ks": KS, "zero_fractions": ZERO_FRACTIONS,
-                   "memory_budget_bytes": MEM_BUDGET, "full_grid": FULL_GRID, "measure_budget_s": benchlib.MEASURE_S,
-                   "large_d": LARGE_D, "anchor_k": ANCHOR_K, "large_d_redraw_methods": LARGE_D_REDRAW},
-        "cells": cells})
+    benchlib.write_result(
+        "flat_peers",
+        {
+            "machine": info,
+            "versions": versions,
+            "config": {
+                "batch": BATCH,
+                "dims": DIMS,
+                "ks": KS,
+                "zero_fractions": ZERO_FRACTIONS,
+                "memory_budget_bytes": MEM_BUDGET,
+                "full_grid": FULL_GRID,
+                "measure_budget_s": benchlib.MEASURE_S,
+                "large_d": LARGE_D,
+                "anchor_k": ANCHOR_K,
+                "large_d_redraw_methods": LARGE_D_REDRAW,
+            },
+            "cells": cells,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import sys
 
+import bench_factorized
+import benchlib
 import torch
 
-import benchlib
-import bench_factorized
 from grass.compress.sjlt import SJLT
 from grass.kernels.dispatch import prepare, sjlt_project
 from grass.kernels.sjlt_reference import sjlt_reference
@@ -84,16 +84,24 @@ def sjlt_cell(device: torch.device, d: int, k: int, zero_frac: float) -> dict:
 
 
 def markdown(device_info: dict, sjlt_rows: list[dict], fact_rows: list[dict], fact_totals: dict) -> str:
-    lines = [f"GPU runs on {device_info['name']}" + (" (QUICK sizes)" if QUICK else ""), "",
-             "| d | k | zeros | path | kernel ms | reference ms | copy ms | kernel / reference | kernel / copy bw | max diff |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"GPU runs on {device_info['name']}" + (" (QUICK sizes)" if QUICK else ""),
+        "",
+        "| d | k | zeros | path | kernel ms | reference ms | copy ms | kernel / reference | kernel / copy bw "
+        "| max diff |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sjlt_rows:
-        lines.append(f"| {r['d']:.0e} | {r['k']} | {r['zero_frac']:.0%} | {r['kernel_path']} | {r['kernel']['ms']:.2f} | "
-                     f"{r['reference']['ms']:.2f} | {r['copy']['ms']:.2f} | {r['kernel_over_reference']:.1f}x | "
-                     f"{r['kernel_copy_fraction']:.0%} | {r['max_abs_diff']:.1e} |")
+        lines.append(
+            f"| {r['d']:.0e} | {r['k']} | {r['zero_frac']:.0%} | {r['kernel_path']} | {r['kernel']['ms']:.2f} | "
+            f"{r['reference']['ms']:.2f} | {r['copy']['ms']:.2f} | {r['kernel_over_reference']:.1f}x | "
+            f"{r['kernel_copy_fraction']:.0%} | {r['max_abs_diff']:.1e} |"
+        )
     lines += ["", "| K | logra ms (shapes) | factgrass ms (shapes) | logra / factgrass |", "|---|---|---|---|"]
     for k, t in fact_totals.items():
-        lines.append(f"| {k} | {t['logra_ms_5_shapes']:.2f} | {t['factgrass_ms_5_shapes']:.2f} | {t['ratio_5_shapes']:.2f}x |")
+        lines.append(
+            f"| {k} | {t['logra_ms_5_shapes']:.2f} | {t['factgrass_ms_5_shapes']:.2f} | {t['ratio_5_shapes']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -107,16 +115,32 @@ def main() -> None:
     prepare(device)  # builds / loads the kernel before any timed call
     device_info = describe(device)
     sjlt_rows = [sjlt_cell(device, d, k, z) for d in DIMS for k in KS for z in ZERO_FRACTIONS]
-    fact_rows = [r for name, i, o, bias, _ in FACT_SHAPES
-                 for r in bench_factorized.bench_shape(name, i, o, bias, FACT_BATCH, FACT_TOKENS, device)]
+    fact_rows = [
+        r
+        for name, i, o, bias, _ in FACT_SHAPES
+        for r in bench_factorized.bench_shape(name, i, o, bias, FACT_BATCH, FACT_TOKENS, device)
+    ]
     fact_totals = bench_factorized.totals(fact_rows)
     print(markdown(device_info, sjlt_rows, fact_rows, fact_totals))
-    benchlib.write_result("gpu", {
-        "machine": info, "device": device_info,
-        "config": {"batch": BATCH, "dims": DIMS, "ks": KS, "zero_fractions": ZERO_FRACTIONS,
-                   "factorized_batch": FACT_BATCH, "factorized_tokens": FACT_TOKENS,
-                   "factorized_shapes": [s[0] for s in FACT_SHAPES], "measure_budget_s": benchlib.MEASURE_S},
-        "sjlt": sjlt_rows, "factorized": {"rows": fact_rows, "totals": fact_totals}})
+    benchlib.write_result(
+        "gpu",
+        {
+            "machine": info,
+            "device": device_info,
+            "config": {
+                "batch": BATCH,
+                "dims": DIMS,
+                "ks": KS,
+                "zero_fractions": ZERO_FRACTIONS,
+                "factorized_batch": FACT_BATCH,
+                "factorized_tokens": FACT_TOKENS,
+                "factorized_shapes": [s[0] for s in FACT_SHAPES],
+                "measure_budget_s": benchlib.MEASURE_S,
+            },
+            "sjlt": sjlt_rows,
+            "factorized": {"rows": fact_rows, "totals": fact_totals},
+        },
+    )
 
 
 if __name__ == "__main__":

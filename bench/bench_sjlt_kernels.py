@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from benchlib import gradient_rows, machine, time_call  # bench/ is the script's folder, first on sys.path
 
 from grass.compress.sjlt import SJLT

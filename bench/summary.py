@@ -141,37 +141,48 @@ def section_flat(data: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for c in data["cells"]:
         r = c["results"]
-        ms = [f"{r[n]['ms']:.1f}" if "ms" in r.get(n, {}) else "-" for n in ("sjlt", "dattri_normal", "trak_rademacher")]
+        names = ("sjlt", "dattri_normal", "trak_rademacher")
+        ms = [f"{r[n]['ms']:.1f}" if "ms" in r.get(n, {}) else "-" for n in names]
         s = c["speedups"].get("sjlt/dattri_normal")
         sp = f"{s['speedup']:.1f}x{'*' if s.get('peer_timed_on_dense_input') else ''}" if s else "-"
         frac = f"{c['sjlt_copy_fraction']:.0%}" if "sjlt_copy_fraction" in c else "-"
         lines.append(f"| {c['d']:.0e} | {c['k']} | {c['zero_frac']:.0%} | " + " | ".join(ms) + f" | {sp} | {frac} |")
-    lines.append("\n\\* dattri timed on the dense input (it redraws its matrix every call, so its cost ignores zeros). "
-                 "All methods and ratios: flat_peers.json.")
+    lines.append(
+        "\n\\* dattri timed on the dense input (it redraws its matrix every call, so its cost ignores zeros). "
+        "All methods and ratios: flat_peers.json."
+    )
     return lines
 
 
 def section_factorized(data: dict) -> list[str]:
-    lines = ["| K | logra ms (5 shapes) | factgrass ms (5 shapes) | logra / factgrass | over GPT-2 small's 49 layers |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| K | logra ms (5 shapes) | factgrass ms (5 shapes) | logra / factgrass | over GPT-2 small's 49 layers |",
+        "|---|---|---|---|---|",
+    ]
     for k, t in data["totals"].items():
-        lines.append(f"| {k} | {t['logra_ms_5_shapes']:.1f} | {t['factgrass_ms_5_shapes']:.1f} | "
-                     f"{t['ratio_5_shapes']:.2f}x | {t['ratio_gpt2_small']:.2f}x |")
+        lines.append(
+            f"| {k} | {t['logra_ms_5_shapes']:.1f} | {t['factgrass_ms_5_shapes']:.1f} | "
+            f"{t['ratio_5_shapes']:.2f}x | {t['ratio_gpt2_small']:.2f}x |"
+        )
     cfg = data.get("config", {})
     lines.append(f"\nB={cfg.get('batch')}, T={cfg.get('tokens')}; per-shape rows in factorized.json.")
     return lines
 
 
 def section_caching(data: dict) -> list[str]:
-    lines = ["| model | batch | mode | tokens/s | vs forward+backward-only | compressors' share of the call |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | batch | mode | tokens/s | vs forward+backward-only | compressors' share of the call |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in data["rows"]:
         for mode, r in row["modes"].items():
             frac = row.get("fraction_of_fwd_bwd_outputs", {}).get(mode)
             value = f"{r['tokens_per_s']:.0f}" if "tokens_per_s" in r else f"not run: {r['not_run'][:100]}"
             share = f"{r['compress_share_in_call']:.1%}" if "compress_share_in_call" in r else "-"
-            lines.append(f"| {row['model']} ({row['layers']} linear layers) | {row['blocks']}x{row['block']} | {mode} | "
-                         f"{value} | {'-' if frac is None else f'{frac:.0%}'} | {share} |")
+            lines.append(
+                f"| {row['model']} ({row['layers']} linear layers) | {row['blocks']}x{row['block']} | {mode} | "
+                f"{value} | {'-' if frac is None else f'{frac:.0%}'} | {share} |"
+            )
         if row.get("note"):
             lines.append(f"\n{row['model']}: {row['note']}\n")
     return lines
@@ -180,8 +191,10 @@ def section_caching(data: dict) -> list[str]:
 def section_sjlt_kernels(data: dict) -> list[str]:
     lines = ["| d | zeros | cpp ms | clone ms | cpp / clone |", "|---|---|---|---|---|"]
     for r in data.get("rows", []):
-        lines.append(f"| {r['d']:.0e} | {r['zero_frac']:.0%} | {r['cpp_ms']:.1f} | {r['clone_ms']:.1f} | "
-                     f"{r['cpp_over_clone']:.2f} |")
+        lines.append(
+            f"| {r['d']:.0e} | {r['zero_frac']:.0%} | {r['cpp_ms']:.1f} | {r['clone_ms']:.1f} | "
+            f"{r['cpp_over_clone']:.2f} |"
+        )
     return lines
 
 
@@ -190,32 +203,49 @@ def section_gpu(data: dict) -> list[str]:
         return [f"Not run: {data.get('not_run', 'no device')}."]
     dev = data["device"]
     extra = ", ".join(f"{key} {dev[key]}" for key in ("capability", "cuda", "triton") if dev.get(key) is not None)
-    lines = [f"Device: {dev['name']}" + (f" ({extra})" if extra else ""), "",
-             "| d | k | zeros | path | kernel ms | reference ms | kernel / reference | kernel / copy bw | max diff |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {dev['name']}" + (f" ({extra})" if extra else ""),
+        "",
+        "| d | k | zeros | path | kernel ms | reference ms | kernel / reference | kernel / copy bw | max diff |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in data["sjlt"]:
-        lines.append(f"| {r['d']:.0e} | {r['k']} | {r['zero_frac']:.0%} | {r['kernel_path']} | {r['kernel']['ms']:.2f} | "
-                     f"{r['reference']['ms']:.2f} | {r['kernel_over_reference']:.1f}x | {r['kernel_copy_fraction']:.0%} | "
-                     f"{r['max_abs_diff']:.1e} |")
+        lines.append(
+            f"| {r['d']:.0e} | {r['k']} | {r['zero_frac']:.0%} | {r['kernel_path']} | {r['kernel']['ms']:.2f} | "
+            f"{r['reference']['ms']:.2f} | {r['kernel_over_reference']:.1f}x | {r['kernel_copy_fraction']:.0%} | "
+            f"{r['max_abs_diff']:.1e} |"
+        )
     lines += ["", "| K | logra ms | factgrass ms | logra / factgrass |", "|---|---|---|---|"]
     for k, t in data["factorized"]["totals"].items():
-        lines.append(f"| {k} | {t['logra_ms_5_shapes']:.2f} | {t['factgrass_ms_5_shapes']:.2f} | {t['ratio_5_shapes']:.2f}x |")
+        lines.append(
+            f"| {k} | {t['logra_ms_5_shapes']:.2f} | {t['factgrass_ms_5_shapes']:.2f} | {t['ratio_5_shapes']:.2f}x |"
+        )
     cfg = data.get("config", {})
-    lines.append(f"\nFactorized: shapes {', '.join(cfg.get('factorized_shapes', []))}, B={cfg.get('factorized_batch')}, "
-                 f"T={cfg.get('factorized_tokens')}.")
+    lines.append(
+        f"\nFactorized: shapes {', '.join(cfg.get('factorized_shapes', []))}, B={cfg.get('factorized_batch')}, "
+        f"T={cfg.get('factorized_tokens')}."
+    )
     return lines
 
 
-SECTIONS = {"flat_peers": ("Flat compressors vs dattri / TRAK CPU projectors", section_flat),
-            "factorized": ("Factorized compressors on GPT-2-small layer shapes", section_factorized),
-            "caching": ("End-to-end gradient caching throughput", section_caching),
-            "sjlt_kernels": ("SJLT CPU kernels (bench/bench_sjlt_kernels.py)", section_sjlt_kernels),
-            "gpu": ("GPU: SJLT kernel vs reference, factgrass vs logra (bench/bench_gpu.py)", section_gpu)}
+SECTIONS = {
+    "flat_peers": ("Flat compressors vs dattri / TRAK CPU projectors", section_flat),
+    "factorized": ("Factorized compressors on GPT-2-small layer shapes", section_factorized),
+    "caching": ("End-to-end gradient caching throughput", section_caching),
+    "sjlt_kernels": ("SJLT CPU kernels (bench/bench_sjlt_kernels.py)", section_sjlt_kernels),
+    "gpu": ("GPU: SJLT kernel vs reference, factgrass vs logra (bench/bench_gpu.py)", section_gpu),
+}
 
 
 def render(res: dict) -> str:
-    lines = ["# Benchmark summary", "", f"Generated by bench/summary.py from {', '.join(f'{n}.json' for n in res)}.", "",
-             "## Targets", ""]
+    lines = [
+        "# Benchmark summary",
+        "",
+        f"Generated by bench/summary.py from {', '.join(f'{n}.json' for n in res)}.",
+        "",
+        "## Targets",
+        "",
+    ]
     for text, check in TARGETS:
         status, detail = check(res)
         lines.append(f"- **{status}**: {text}. {detail}")
@@ -223,8 +253,14 @@ def render(res: dict) -> str:
     for name in order:
         data = res[name]
         title, body = SECTIONS.get(name, (name, lambda d: []))
-        lines += ["", f"## {title}", "", f"Machine: {benchlib.machine_line(data.get('machine', {}))}"
-                  + (" (QUICK sizes)" if data.get("quick") else ""), ""]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"Machine: {benchlib.machine_line(data.get('machine', {}))}"
+            + (" (QUICK sizes)" if data.get("quick") else ""),
+            "",
+        ]
         if data.get("versions"):
             lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), ""]
         try:

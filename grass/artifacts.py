@@ -158,4 +158,5 @@ def load_artifact(path: Path, settings: Mapping | None = None, hint: str = "") -
 
 
 def _rebuild(path: Path, hint: str) -> str:
-    return f"delete it and its {SIDECAR_SUFFIX} file" + (f", then {hint}" if hint else " and rerun the stage that makes it")
+    then = f", then {hint}" if hint else " and rerun the stage that makes it"
+    return f"delete it and its {SIDECAR_SUFFIX} file{then}"

@@ -189,7 +189,7 @@ class GrassConfig:
     pipeline: Pipeline = Pipeline.lds  # lds: in-memory, scored by LDS | store: staged and sharded (grass.staged)
     stage: Stage = Stage.all  # lds: all | finetune | selective_mask | groundtruth | attribute | lds
     # store: all | cache | precondition | ifvp | attribute | self_influence
-    worker: str = "0/1"  # pipeline=store, stages cache / ifvp: this process's share i/N of the chunks (rank: torchrun's)
+    worker: str = "0/1"
     store: StoreConfig = field(default_factory=StoreConfig)
     damping_grid: List[float] = field(
         default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from grass.errors import GrassError
 
-
 log = logging.getLogger(__name__)
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 

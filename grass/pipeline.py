@@ -108,17 +108,29 @@ def _run_stages(ctx: RunContext, stages: list[str]) -> None:
                                    hint="run stage=attribute with the same settings first")["scores"]
         run_lds(ctx, scores, truth)
         m = ctx.metrics
-        print(f"LDS {m['lds/mean']:.4f} [{m['lds/ci_low']:.4f}, {m['lds/ci_high']:.4f}]  "
-              f"{cfg.compressor.name} k={cfg.proj_dim}  compress {m.get('time/compress_s', 0.0):.2f}s  -> {ctx.run_dir}")
+        print(
+            f"LDS {m['lds/mean']:.4f} [{m['lds/ci_low']:.4f}, {m['lds/ci_high']:.4f}]  "
+            f"{cfg.compressor.name} k={cfg.proj_dim}  compress {m.get('time/compress_s', 0.0):.2f}s  -> {ctx.run_dir}"
+        )
 
 
 def _describe(cfg: DictConfig, task) -> dict:
     return {
-        "run/experiment": cfg.experiment_name, "run/dataset": cfg.dataset.name, "run/model": cfg.model.name,
-        "run/compressor": cfg.compressor.name, "run/proj_dim": cfg.proj_dim, "run/tda": cfg.tda.name,
+        "run/experiment": cfg.experiment_name,
+        "run/dataset": cfg.dataset.name,
+        "run/model": cfg.model.name,
+        "run/compressor": cfg.compressor.name,
+        "run/proj_dim": cfg.proj_dim,
+        "run/tda": cfg.tda.name,
         "run/num_checkpoints": cfg.tda.num_checkpoints,
-        "run/seed": cfg.seed, "run/stage": cfg.stage, "run/pipeline": cfg.pipeline, "run/worker": cfg.worker, "run/n_train": task.n_train, "run/n_query": task.n_query,
-        "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"), "run/machine": _machine(cfg),
+        "run/seed": cfg.seed,
+        "run/stage": cfg.stage,
+        "run/pipeline": cfg.pipeline,
+        "run/worker": cfg.worker,
+        "run/n_train": task.n_train,
+        "run/n_query": task.n_query,
+        "run/started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "run/machine": _machine(cfg),
     }
 
 

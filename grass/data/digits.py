@@ -6,7 +6,9 @@ import torch
 from grass.data.classification import ClassificationData, split_train_query, standardize
 
 
-def load_digits(name: str = "digits", n_train: int = 1497, n_query: int = 300, split_seed: int = 0) -> ClassificationData:
+def load_digits(
+    name: str = "digits", n_train: int = 1497, n_query: int = 300, split_seed: int = 0
+) -> ClassificationData:
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()

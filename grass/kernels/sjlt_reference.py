@@ -29,7 +29,9 @@ def sjlt_dense(x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: i
     return out
 
 
-def sjlt_sparse(x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: int, scale: float = 1.0) -> torch.Tensor:
+def sjlt_sparse(
+    x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: int, scale: float = 1.0
+) -> torch.Tensor:
     """Scatter only the nonzeros of x [B, d] into a flat [B * k] output (index b * k + h) -> y [B, k] float32."""
     signs = _scaled_signs(signs, scale)
     rows, cols = x.nonzero(as_tuple=True)  # row-major, so each bucket sums its terms in j order
@@ -41,7 +43,9 @@ def sjlt_sparse(x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: 
     return out.view(x.shape[0], k)
 
 
-def sjlt_reference(x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: int, scale: float = 1.0) -> torch.Tensor:
+def sjlt_reference(
+    x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: int, scale: float = 1.0
+) -> torch.Tensor:
     """x [B, d] -> y [B, k] float32 through whichever of the dense / sparse paths suits x's density."""
     if x.numel() == 0:
         return torch.zeros(x.shape[0], k, dtype=torch.float32, device=x.device)

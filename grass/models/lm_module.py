@@ -36,7 +36,9 @@ class CausalLMModule(L.LightningModule):
         if schedule not in SCHEDULES:
             raise GrassError(f"finetune.schedule={schedule!r}; choose one of {list(SCHEDULES)}")
         if lr <= 0 or weight_decay < 0 or warmup_steps < 0:
-            raise GrassError(f"need lr > 0, weight_decay >= 0, warmup_steps >= 0; got {lr}, {weight_decay}, {warmup_steps}")
+            raise GrassError(
+                f"need lr > 0, weight_decay >= 0, warmup_steps >= 0; got {lr}, {weight_decay}, {warmup_steps}"
+            )
         self.model = model
         self.lr, self.weight_decay, self.schedule, self.warmup_steps = lr, weight_decay, schedule, warmup_steps
 
@@ -48,8 +50,9 @@ class CausalLMModule(L.LightningModule):
             labels = labels.masked_fill(mask == 0, -100)
         out = self.model(input_ids=batch["input_ids"], attention_mask=mask, labels=labels)
         if not torch.isfinite(out.loss):
-            raise GrassError(f"non-finite training loss {float(out.loss)} (lr {self.lr} too high, or a batch "
-                             "with no labelled token)")
+            raise GrassError(
+                f"non-finite training loss {float(out.loss)} (lr {self.lr} too high, or a batch with no labelled token)"
+            )
         return out.loss
 
     def on_fit_start(self) -> None:
@@ -59,8 +62,9 @@ class CausalLMModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True,
-                 batch_size=int(batch["input_ids"].shape[0]))
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=int(batch["input_ids"].shape[0])
+        )
         return loss
 
     def configure_optimizers(self):

@@ -117,7 +117,9 @@ def plot(rows: list[dict], path: Path, experiment: str) -> None:
         err = [[r["lds"] - r["ci_low"] for r in pts], [r["ci_high"] - r["lds"] for r in pts]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{method} ({tda})" if several_tda else method)
         for r in pts:
-            ax.annotate(f"k={r['k']}", (r["compress_s"], r["lds"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"k={r['k']}", (r["compress_s"], r["lds"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.set_xscale("log")
     ax.set_xlabel("compression time over the train set (s, log scale)")
     ax.set_ylabel("LDS (95% bootstrap CI)")

@@ -4,8 +4,9 @@ for the two sides of a linear layer.
 mask_dir is `<artifacts>/selective_mask/<setting>`; k is the number of indices in the file (for GraSS with
 a selective mask that is the mask size k' = blowup * proj_dim, not proj_dim); layer is "flat" for
 whole-model gradients. A layer's two sides are learned jointly, so both live in the folder of the pair
-(k_in, k_out): the input mask learned beside a 32-wide output mask is not the one learned beside 64. Each file holds the sorted indices and the width they index; its checksum sidecar
-(grass.artifacts) holds the fingerprint dict of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
+(k_in, k_out): the input mask learned beside a 32-wide output mask is not the one learned beside 64. Each file
+holds the sorted indices and the width they index; its checksum sidecar (grass.artifacts) holds the fingerprint
+dict of what made them (model checkpoint, gradient target, learning hyperparameters). A reader states the
 fingerprint it expects and is refused on any difference, never handed another run's mask.
 """
 
@@ -51,16 +52,29 @@ def mask_path(directory, k, layer: str = FLAT, side: str | None = None) -> Path:
 def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int) -> dict:
     """What a mask depends on: the trained models (their artifact key), which checkpoint's gradients,
     the differentiated output function, the learning hyperparameters, and the global seed."""
-    return normalize({"models": models_key, "checkpoint": int(checkpoint), "target": target,
-                       "learn": to_plain(learn), "seed": int(seed), "format": FORMAT})
+    return normalize(
+        {
+            "models": models_key,
+            "checkpoint": int(checkpoint),
+            "target": target,
+            "learn": to_plain(learn),
+            "seed": int(seed),
+            "format": FORMAT,
+        }
+    )
 
 
 def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Mapping | None = None) -> Path:
     """Write sorted indices [k] of a width-in_dim mask with its fingerprint; info: curve etc. (plain data)."""
     indices = torch.as_tensor(indices).to(torch.int64).sort().values.cpu()
     _check_indices(indices, int(in_dim), indices.numel(), path)
-    payload = {"format": FORMAT, "indices": indices, "in_dim": int(in_dim), "k": indices.numel(),
-               "info": normalize(info or {})}
+    payload = {
+        "format": FORMAT,
+        "indices": indices,
+        "in_dim": int(in_dim),
+        "k": indices.numel(),
+        "info": normalize(info or {}),
+    }
     return save_artifact(payload, Path(path), fingerprint, kind="selective mask")
 
 
@@ -74,12 +88,18 @@ def save_result(directory, layer: str, result: MaskResult, in_dims, fingerprint:
     dims = [int(in_dims)] if isinstance(in_dims, int) else [int(d) for d in in_dims]
     if len(dims) != len(indices) or (paired and len(indices) != len(SIDES)):
         raise GrassError(f"selective mask: {len(indices)} index sets but in_dims {in_dims!r}")
-    info = {"curve": [list(p) for p in result.curve], "curve_fields": ["epoch", "spearman", "loss", "spearman_topk"],
-            "stopped_early": result.stopped_early, "epochs_run": result.epochs_run}
+    info = {
+        "curve": [list(p) for p in result.curve],
+        "curve_fields": ["epoch", "spearman", "loss", "spearman_topk"],
+        "stopped_early": result.stopped_early,
+        "epochs_run": result.epochs_run,
+    }
     if paired:
         pair = tuple(idx.numel() for idx in indices)
-        return [save_mask(mask_path(directory, pair, layer, side), idx, dim, fingerprint, info)
-                for side, idx, dim in zip(SIDES, indices, dims)]
+        return [
+            save_mask(mask_path(directory, pair, layer, side), idx, dim, fingerprint, info)
+            for side, idx, dim in zip(SIDES, indices, dims)
+        ]
     return [save_mask(mask_path(directory, indices[0].numel(), layer), indices[0], dims[0], fingerprint, info)]
 
 
@@ -89,8 +109,10 @@ def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -
     if not path.exists():
         raise GrassError(f"no selective mask at {path}; {HINT}")
     if expected_fingerprint is None:
-        raise GrassError(f"selective mask {path}: no expected fingerprint given; the caller must pass the "
-                         "grass.selective.artifact.mask_fingerprint(...) of the run that uses it")
+        raise GrassError(
+            f"selective mask {path}: no expected fingerprint given; the caller must pass the "
+            "grass.selective.artifact.mask_fingerprint(...) of the run that uses it"
+        )
     data = load_artifact(path, expected_fingerprint, hint=HINT)  # checksum, then the fingerprint key by key
     if not isinstance(data, dict) or data.get("format") != FORMAT or "indices" not in data:
         raise GrassError(f"{path} is not a selective mask file of format {FORMAT}; {HINT}")
@@ -104,8 +126,12 @@ def load_mask(path, expected_fingerprint: Mapping | None, in_dim: int, k: int) -
 
 
 def _check_indices(indices: Tensor, in_dim: int, k: int, path) -> None:
-    ok = (indices.ndim == 1 and not indices.dtype.is_floating_point and indices.numel() == k
-          and (k == 0 or (int(indices[0]) >= 0 and int(indices[-1]) < in_dim))
-          and bool((indices[1:] > indices[:-1]).all()))
+    ok = (
+        indices.ndim == 1
+        and not indices.dtype.is_floating_point
+        and indices.numel() == k
+        and (k == 0 or (int(indices[0]) >= 0 and int(indices[-1]) < in_dim))
+        and bool((indices[1:] > indices[:-1]).all())
+    )
     if not ok:
         raise GrassError(f"selective mask {path}: indices must be {k} sorted distinct integers in [0, {in_dim})")

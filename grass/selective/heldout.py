@@ -66,6 +66,8 @@ def heldout_grams(grads: Grads, learned: Sequence[Tensor] | Tensor, seed: int, t
         picked = query.select(learned).gram(train.select(learned))
         rand = []
         for draw in range(draws):
-            idx = [random_indices(w, i.numel(), seed, tag, s, draw) for s, (w, i) in enumerate(zip(rows.widths, learned))]
+            idx = [
+                random_indices(w, i.numel(), seed, tag, s, draw) for s, (w, i) in enumerate(zip(rows.widths, learned))
+            ]
             rand.append(query.select(idx).gram(train.select(idx)))
     return HeldoutGrams(exact, picked, rand)

@@ -47,7 +47,9 @@ def iter_layer_grads(model: nn.Module, target, task, rows: torch.Tensor, dims: M
                      batch_size: int, device: torch.device, budget_bytes: int) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (layer, G [len(rows), O, I'] float32 on device) for every layer in dims, group by group."""
     for group in layer_groups(dims, len(rows), budget_bytes):
-        capture = LinearCapture(model, target, [glob.escape(n) for n in group], None)  # None: the full gradient of each selected layer
+        capture = LinearCapture(
+            model, target, [glob.escape(n) for n in group], None
+        )  # None: the full gradient of each selected layer
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in group}
         batches = task.batches("train", batch_size, device, rows=rows)
         desc = f"layer gradients ({len(group)} layer{'s' if len(group) > 1 else ''})"

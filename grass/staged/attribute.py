@@ -2,8 +2,8 @@
 
 scores[i, j] = sum_l <Phi_l(i) P_l, q_l(j)>, a block of whole train chunks at a time: the block is as many
 chunks as store.memory_budget_gb holds next to the query features (iFVP rows and [rows, n_query] scores), and
-a budget too small for one chunk is an error before any work. The running top-k per query (both ways) feeds the report; the scores store makes a killed run
-resumable and lets later tools read any rows.
+a budget too small for one chunk is an error before any work. The running top-k per query (both ways) feeds the
+report; the scores store makes a killed run resumable and lets later tools read any rows.
 """
 
 import logging
@@ -56,14 +56,15 @@ def block_rows(n_query: int, dim: int, chunk_rows: int, budget_gb: float) -> int
     rows = int(room // (2 * (dim + n_query))) if room > 0 else 0
     if rows < chunk_rows:
         need = FLOAT * (n_query * dim + 2 * chunk_rows * (dim + n_query))
-        raise GrassError(f"attribute: {n_query} queries x {dim} features with chunks of {chunk_rows} train rows "
-                         f"need ~{need / 1e9:.3f} GB, over store.memory_budget_gb={budget_gb}; raise the budget or "
-                         f"cache with a smaller store.chunk_size")
+        raise GrassError(
+            f"attribute: {n_query} queries x {dim} features with chunks of {chunk_rows} train rows "
+            f"need ~{need / 1e9:.3f} GB, over store.memory_budget_gb={budget_gb}; raise the budget or "
+            f"cache with a smaller store.chunk_size"
+        )
     return rows
 
 
-def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, top: TopK,
-                  budget_gb: float) -> int:
+def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, top: TopK, budget_gb: float) -> int:
     """Write every pending chunk of `out` (ifvp rows @ queries^T, as many whole chunks per block as the budget
     allows) and feed every chunk to `top`; returns the rows scored now."""
     per_block = block_rows(queries.shape[0], ifvp.dim, ifvp.chunk_size, budget_gb) // ifvp.chunk_size
@@ -78,7 +79,7 @@ def stream_scores(ifvp: FeatureStore, queries: torch.Tensor, out: FeatureStore, 
     scores_buf = torch.empty(rows, queries.shape[0])
     done = 0
     for first in tqdm(range(0, len(todo), per_block), desc="attribute", unit="block"):
-        chunks = [next(to_score) for _ in todo[first:first + per_block]]
+        chunks = [next(to_score) for _ in todo[first : first + per_block]]
         n = sum(c.stop - c.start for c in chunks)
         torch.cat([chunk.features.float() for chunk in chunks], out=feats[:n])
         scores = torch.matmul(feats[:n], queries.T, out=scores_buf[:n])
@@ -100,13 +101,20 @@ def run_attribute_store(ctx: RunContext) -> None:
     queries = capture_queries(ctx)
     q = torch.cat([queries.features[name] for name in train.layers], dim=1)  # store layer order
     fp = {**precondition_fingerprint(ctx), "queries": fingerprint({"ids": queries.token_ids})}
-    out = FeatureStore(layout.scores, fp, {"scores": q.shape[0]}, train.n_rows, chunk_size=train.chunk_size,
-                       verify=cfg.store.verify)
+    out = FeatureStore(
+        layout.scores, fp, {"scores": q.shape[0]}, train.n_rows, chunk_size=train.chunk_size, verify=cfg.store.verify
+    )
     top = TopK(cfg.store.top_k, q.shape[0])
     with profiled(ctx, "attribute", "pairs") as box:
         rows = stream_scores(ifvp, q, out, top, cfg.store.memory_budget_gb)
         box["count"] = rows * q.shape[0]
     paths = write_report(ctx, layout, queries, top, damping)
-    ctx.metrics.update({"attribute/n_query": q.shape[0], "attribute/rows_scored": rows, "attribute/damping": damping,
-                        "attribute/report": str(paths[0])})
+    ctx.metrics.update(
+        {
+            "attribute/n_query": q.shape[0],
+            "attribute/rows_scored": rows,
+            "attribute/damping": damping,
+            "attribute/report": str(paths[0]),
+        }
+    )
     log.info("attribute: %d queries x %d train rows -> %s; report %s", q.shape[0], train.n_rows, out.path, paths[0])

@@ -8,8 +8,8 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from grass.staged.layout import cache_fingerprint, store_layout
 from grass.staged.featurizer import store_featurizer
+from grass.staged.layout import cache_fingerprint, store_layout
 from grass.staged.profile import profiled
 from grass.stages.context import RunContext
 from grass.store import FeatureStore, pending_chunks, resolve_worker

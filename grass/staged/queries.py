@@ -15,8 +15,8 @@ from grass.data.local_text import read_text
 from grass.data.text import TextBlocks, decode_block, lm_batch
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
-from grass.staged.featurizer import CheckpointFeaturizer, store_featurizer
 from grass.staged.features import capture_batches
+from grass.staged.featurizer import CheckpointFeaturizer, store_featurizer
 from grass.stages.context import RunContext
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,9 @@ def run_groundtruth(ctx: RunContext) -> torch.Tensor:
     settings = {"models": ctx.models_settings(), "n_query": ctx.task.n_query}
     with artifact_lock(path):
         if artifact_ready(path):
-            stored = load_artifact(path, settings, hint="rerun stage=groundtruth to evaluate the models again")["margins"]
+            stored = load_artifact(path, settings, hint="rerun stage=groundtruth to evaluate the models again")[
+                "margins"
+            ]
         else:
             stored = torch.zeros(0, ctx.task.n_query)
         if len(stored) < count:

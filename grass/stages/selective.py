@@ -141,7 +141,8 @@ def _run_flat(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: to
         grams = heldout_grams(_flat_grads(ctx, model, heldout_rows).to(ctx.device), indices, cfg.seed, "flat")
         _store_heldout(ctx, {"flat": _record_heldout(ctx, grams, "flat")}, None)
     else:
-        log.info("selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)", len(heldout_rows))
+        log.info("selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)",
+                 len(heldout_rows))
 
 
 def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: torch.Tensor) -> None:
@@ -168,17 +169,24 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
             save_result(directory, name, result, (dims[name][1], dims[name][0]), fp)
             _log_curve(ctx, result, f"selective/{name}")
             masks[name], results[name] = result.indices, result
-    ctx.metrics.update({"selective/layers_learned": len(results),
-                        "selective/epochs_run": {n: r.epochs_run for n, r in results.items()},
-                        "selective/stopped_early": {n: r.stopped_early for n, r in results.items()},
-                        "selective/selected_epoch": {n: r.selected_epoch for n, r in results.items()},
-                        "selective/curve": {n: [list(pt) for pt in r.curve] for n, r in results.items()}})
+    ctx.metrics.update(
+        {
+            "selective/layers_learned": len(results),
+            "selective/epochs_run": {n: r.epochs_run for n, r in results.items()},
+            "selective/stopped_early": {n: r.stopped_early for n, r in results.items()},
+            "selective/selected_epoch": {n: r.selected_epoch for n, r in results.items()},
+            "selective/curve": {n: [list(pt) for pt in r.curve] for n, r in results.items()},
+        }
+    )
     if len(heldout_rows) < 5:
-        log.info("selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)", len(heldout_rows))
+        log.info(
+            "selective mask: %d held-out rows; no held-out comparison (selective_mask.n_heldout)", len(heldout_rows)
+        )
         return
     if not results:  # the run that learned these masks measured them already
-        log.info("selective mask: every mask reused; the held-out comparison is in the metrics of the run that "
-                 "learned them")
+        log.info(
+            "selective mask: every mask reused; the held-out comparison is in the metrics of the run that learned them"
+        )
         return
     per_layer, total = {}, None
     for name, g in iter_layer_grads(model, target, ctx.task, heldout_rows, dims, batch_size, ctx.device, budget):
@@ -191,12 +199,24 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
 def _store_heldout(ctx: RunContext, per_layer: dict, total: dict | None) -> None:
     """selective/heldout_{learned,random}: the whole model's figures (summed layers, or the flat mask)."""
     whole = total if total is not None else next(iter(per_layer.values()))
-    ctx.metrics.update({"selective/heldout_spearman_learned": whole["learned"],
-                        "selective/heldout_spearman_random": whole["random_mean"],
-                        "selective/heldout_spearman_random_draws": whole["random"]})
+    ctx.metrics.update(
+        {
+            "selective/heldout_spearman_learned": whole["learned"],
+            "selective/heldout_spearman_random": whole["random_mean"],
+            "selective/heldout_spearman_random_draws": whole["random"],
+        }
+    )
     if total is not None:
         ctx.metrics["selective/heldout_per_layer"] = per_layer
-        ctx.metrics["selective/heldout_layer_mean_learned"] = sum(f["learned"] for f in per_layer.values()) / len(per_layer)
-        ctx.metrics["selective/heldout_layer_mean_random"] = sum(f["random_mean"] for f in per_layer.values()) / len(per_layer)
-    ctx.tracker.log({"selective/heldout_spearman_learned": whole["learned"],
-                     "selective/heldout_spearman_random": whole["random_mean"]})
+        ctx.metrics["selective/heldout_layer_mean_learned"] = sum(f["learned"] for f in per_layer.values()) / len(
+            per_layer
+        )
+        ctx.metrics["selective/heldout_layer_mean_random"] = sum(f["random_mean"] for f in per_layer.values()) / len(
+            per_layer
+        )
+    ctx.tracker.log(
+        {
+            "selective/heldout_spearman_learned": whole["learned"],
+            "selective/heldout_spearman_random": whole["random_mean"],
+        }
+    )

@@ -14,8 +14,7 @@ import torch
 from grass.errors import GrassError
 from grass.io import atomic_write_json, stale_temps
 from grass.store.index import StoreReport, scan
-from grass.store.manifest import DTYPES, STORE_FILE, Layout, check_shard_manifest, read_json, shard_manifest, \
-    shard_name
+from grass.store.manifest import DTYPES, STORE_FILE, Layout, check_shard_manifest, read_json, shard_manifest, shard_name
 from grass.store.shard import from_storage, open_data, to_storage, verify_data, write_data
 from grass.store.workers import chunk_ranges
 

@@ -9,8 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grass.errors import GrassError
-from grass.store.manifest import MANIFEST_GLOB, SHARD_GLOB, STORE_FILE, Layout, check_shard_manifest, read_json, \
-    shard_name
+from grass.store.manifest import (
+    MANIFEST_GLOB,
+    SHARD_GLOB,
+    STORE_FILE,
+    Layout,
+    check_shard_manifest,
+    read_json,
+    shard_name,
+)
 
 
 @dataclass(frozen=True)

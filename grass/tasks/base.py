@@ -34,7 +34,7 @@ class Task(ABC):
         """Config beyond dataset/model/finetune that the trained models depend on (e.g. base pretraining)."""
         return {}
 
-    def prepare(self, ctx) -> None:
+    def prepare(self, ctx) -> None:  # noqa: B027 (an optional hook: most tasks need nothing prepared)
         """Make what every model training starts from (e.g. a pretrained base); idempotent."""
 
     @abstractmethod

@@ -85,9 +85,11 @@ class LanguageTask(Task):
                              f"true renumbered them to the {data.vocab_size} tokens the blocks use; set "
                              "dataset.compact_vocab=false")
         if vocab != data.vocab_size:
-            raise GrassError(f"model {name} is pretrained with a {vocab}-token vocabulary but dataset {data.name} "
-                             f"was tokenized with a {data.vocab_size}-token tokenizer ({data.tokenizer_name or 'GPT-2 BPE'}); "
-                             "leave dataset.tokenizer at its default (it follows model.tokenizer, the model's own)")
+            raise GrassError(
+                f"model {name} is pretrained with a {vocab}-token vocabulary but dataset {data.name} "
+                f"was tokenized with a {data.vocab_size}-token tokenizer ({data.tokenizer_name or 'GPT-2 BPE'}); "
+                "leave dataset.tokenizer at its default (it follows model.tokenizer, the model's own)"
+            )
 
     def prepare(self, ctx) -> None:
         if self._base is not None:
@@ -95,14 +97,20 @@ class LanguageTask(Task):
         model = self._build()
         if not self.pretrains_base:
             why = "pretrained model" if is_pretrained(self.cfg.model) else "no pretrain blocks"
-            log.info("%s: subset models fine-tune from the %s builder's weights%s", why, self.cfg.model.name,
-                     f" ({self.data.n_pretrain} pretrain blocks unused)" if self.data.n_pretrain else "")
+            log.info(
+                "%s: subset models fine-tune from the %s builder's weights%s",
+                why,
+                self.cfg.model.name,
+                f" ({self.data.n_pretrain} pretrain blocks unused)" if self.data.n_pretrain else "",
+            )
             self._base = model
             return
         path = self.base_path(ctx)
         with artifact_lock(path):  # a concurrent run pretraining the same base: wait, then reuse it
             if artifact_ready(path):
-                model.load_state_dict(load_artifact(path, self.base_settings(), hint="rerun to pretrain the base again"))
+                model.load_state_dict(
+                    load_artifact(path, self.base_settings(), hint="rerun to pretrain the base again")
+                )
             else:
                 model = self._pretrain(ctx, model)
                 save_artifact(model.state_dict(), path, self.base_settings(), kind="pretrained base")
@@ -114,12 +122,15 @@ class LanguageTask(Task):
         pre = self.cfg.pretrain
         seed = derive_seed(self.cfg.seed, "pretrain")
         L.seed_everything(seed % (2**31), workers=True, verbose=False)
-        log.info("pretraining the %s base on %d blocks for %d epochs", self.cfg.model.name, self.data.n_pretrain,
-                 pre.epochs)
-        module = CausalLMModule(model, lr=pre.lr, weight_decay=pre.weight_decay, schedule=pre.schedule,
-                                warmup_steps=pre.warmup_steps)
-        loader = DataLoader(self.data.pretrain_dataset(), batch_size=pre.batch_size, shuffle=True,
-                            generator=generator(seed, "loader"))
+        log.info(
+            "pretraining the %s base on %d blocks for %d epochs", self.cfg.model.name, self.data.n_pretrain, pre.epochs
+        )
+        module = CausalLMModule(
+            model, lr=pre.lr, weight_decay=pre.weight_decay, schedule=pre.schedule, warmup_steps=pre.warmup_steps
+        )
+        loader = DataLoader(
+            self.data.pretrain_dataset(), batch_size=pre.batch_size, shuffle=True, generator=generator(seed, "loader")
+        )
         with ctx.timed("time/pretrain_s"):
             lightning_fit(ctx, module, loader, pre.epochs, progress_bar=True)
         return model.cpu().eval()
@@ -140,8 +151,9 @@ class LanguageTask(Task):
         model = self._fresh()
         ft = self.cfg.finetune
         module = CausalLMModule(model, lr=ft.lr, weight_decay=ft.weight_decay, schedule=ft.schedule)
-        loader = DataLoader(self.data.train_dataset(rows), batch_size=ft.batch_size, shuffle=True,
-                            generator=generator(seed, "loader"))
+        loader = DataLoader(
+            self.data.train_dataset(rows), batch_size=ft.batch_size, shuffle=True, generator=generator(seed, "loader")
+        )
         lightning_fit(ctx, module, loader, ft.epochs)
         return model.cpu().eval()
 
@@ -155,8 +167,12 @@ class LanguageTask(Task):
     def _per_block(self, model: nn.Module, kind: str, device: torch.device) -> torch.Tensor:
         model.eval()
         target = LMTarget(kind)
-        return torch.cat([target(model, b).float().cpu()
-                          for b in self.batches("query", self.cfg.hardware.capture_batch_size, device)])
+        return torch.cat(
+            [
+                target(model, b).float().cpu()
+                for b in self.batches("query", self.cfg.hardware.capture_batch_size, device)
+            ]
+        )
 
     def query_outputs(self, model: nn.Module, device: torch.device) -> torch.Tensor:
         """Per-query-block margin logp - log(1 - exp(logp)), logp = -mean token loss (SPEC 5)."""
@@ -178,4 +194,4 @@ class LanguageTask(Task):
         if rows is not None:
             ids, mask = ids[rows], mask[rows]
         for i in range(0, len(ids), batch_size):
-            yield {k: v.to(device) for k, v in lm_batch(ids[i:i + batch_size], mask[i:i + batch_size]).items()}
+            yield {k: v.to(device) for k, v in lm_batch(ids[i : i + batch_size], mask[i : i + batch_size]).items()}

@@ -159,5 +159,6 @@ def test_two_runs_started_together_train_each_model_once(tmp_path):
              for tda in ("trak", "grad_dot")]  # both need the same models; their run folders differ
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-3000:]
-    trained = [json.loads(p.read_text())["finetune/models_trained"] for p in root.glob("tiny/digits-mlp/*/metrics.json")]
+    runs = root.glob("tiny/digits-mlp/*/metrics.json")
+    trained = [json.loads(p.read_text())["finetune/models_trained"] for p in runs]
     assert len(trained) == 2 and sum(trained) == 6 + 1, trained

@@ -7,6 +7,7 @@ import pytest
 from grass.errors import GrassError
 from grass.pipeline import run
 
+
 def _cfg(compose_cfg, corpus, *overrides):
     return compose_cfg(f"dataset.path={corpus}", *overrides, experiment="tiny_lm")
 

@@ -12,8 +12,8 @@ from grass.compress.factorized import build_factorized, is_factorized
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
-from grass.stages.selective import uses_learned_mask
 from grass.models.build import build_classifier, build_lm
+from grass.stages.selective import uses_learned_mask
 from grass.track import Tracker
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -28,14 +28,23 @@ def test_groups_are_not_empty():
         assert options(group), group
 
 
-@pytest.mark.parametrize("override, allowed", [
-    ("pipeline=stor", "[lds, store]"), ("stage=atribute", "expected one of [all, finetune,"),
-    ("store.dtype=fp8", "[float32, bfloat16]"), ("store.verify=never", "[once, always]"),
-    ("store.model=finetuned", "[checkpoint, base]"), ("tda.damping=exact", "[absolute, relative, none]"),
-    ("tda.target=accuracy", "[margin, loss]"), ("finetune.optimizer=adm", "[adam, adamw, sgd]"),
-    ("finetune.schedule=cosine", "[constant, linear]"), ("logger.backend=tensorboard", "[wandb, csv, none]"),
-    ("selective_mask.relaxation=hard", "[straight_through, soft]"), ("store.damping_from=lds", "[auto, validation, fixed]"),
-])
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("pipeline=stor", "[lds, store]"),
+        ("stage=atribute", "expected one of [all, finetune,"),
+        ("store.dtype=fp8", "[float32, bfloat16]"),
+        ("store.verify=never", "[once, always]"),
+        ("store.model=finetuned", "[checkpoint, base]"),
+        ("tda.damping=exact", "[absolute, relative, none]"),
+        ("tda.target=accuracy", "[margin, loss]"),
+        ("finetune.optimizer=adm", "[adam, adamw, sgd]"),
+        ("finetune.schedule=cosine", "[constant, linear]"),
+        ("logger.backend=tensorboard", "[wandb, csv, none]"),
+        ("selective_mask.relaxation=hard", "[straight_through, soft]"),
+        ("store.damping_from=lds", "[auto, validation, fixed]"),
+    ],
+)
 def test_a_misspelled_choice_fails_when_the_config_is_composed(compose_cfg, override, allowed):
     with pytest.raises(ConfigCompositionException) as info:
         compose_cfg(override)
@@ -98,8 +107,14 @@ def test_datasets_load_or_say_why(compose_cfg, name, tmp_path):
             instantiate_node(cfg.dataset, "dataset")
         return
     if name == "local_text":
-        cfg = compose_cfg(f"dataset={name}", f"dataset.path={_text_folder(tmp_path)}", "dataset.block_size=32",
-                          "dataset.n_pretrain=10", "dataset.n_train=20", "dataset.n_query=5")
+        cfg = compose_cfg(
+            f"dataset={name}",
+            f"dataset.path={_text_folder(tmp_path)}",
+            "dataset.block_size=32",
+            "dataset.n_pretrain=10",
+            "dataset.n_train=20",
+            "dataset.n_query=5",
+        )
         data = instantiate_node(cfg.dataset, "dataset")
         assert (data.n_pretrain, data.n_train, data.n_query, data.block_size) == (10, 20, 5, 32)
         return
@@ -120,8 +135,13 @@ LMS = ("gpt2_tiny", "smollm2_135m", *HUB_LMS)
 def test_models_build(compose_cfg, name, request):
     if name in LMS:
         cache = request.getfixturevalue("smollm2_cache") if name == "smollm2_135m" else None  # converted once
-        cfg = compose_cfg(f"model={name}", "dataset=local_text", "~model.hidden", "dataset.block_size=16",
-                          *([f"model.cache_dir={cache}"] if cache else []))
+        cfg = compose_cfg(
+            f"model={name}",
+            "dataset=local_text",
+            "~model.hidden",
+            "dataset.block_size=16",
+            *([f"model.cache_dir={cache}"] if cache else []),
+        )
         if name in HUB_LMS:
             with pytest.raises(GrassError, match="model.name_or_path"):
                 build_lm(cfg.model)

@@ -7,8 +7,7 @@ import time
 import pytest
 import torch
 
-from grass.artifacts import (artifact_lock, artifact_ready, load_artifact, save_artifact, sidecar_path,
-                             verify_artifact)
+from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact, sidecar_path, verify_artifact
 from grass.errors import GrassError
 
 SETTINGS = {"model": {"hidden": [32, 16]}, "seed": 0}

@@ -4,7 +4,7 @@ every chunk size; the damping rules are SPEC 1.1's relative and SPEC 1.2's absol
 import pytest
 import torch
 
-from grass.attribute.gram import (GramAccumulator, absolute_terms, fit_block_eigens, fit_eigen, relative_terms)
+from grass.attribute.gram import GramAccumulator, absolute_terms, fit_block_eigens, fit_eigen, relative_terms
 from grass.attribute.solver import DampedSolver
 from grass.errors import GrassError
 
@@ -29,10 +29,15 @@ def test_chunked_fit_equals_the_one_shot_solver(chunk, damping):
     torch.testing.assert_close(chunked, one_shot, rtol=1e-5, atol=1e-6 * float(one_shot.abs().max()))
     # against a direct float64 solve of (F + lambda trace(F) / k I)
     fisher = phi.double().T @ phi.double() / N
-    direct = phi.double() @ torch.linalg.solve(fisher + damping * fisher.trace() / K * torch.eye(K, dtype=torch.float64),
-                                               q.double().T)
-    torch.testing.assert_close(phi.double() @ eigen.relative_inverse(damping) @ q.double().T, direct,
-                               rtol=1e-9, atol=1e-10 * float(direct.abs().max()))
+    direct = phi.double() @ torch.linalg.solve(
+        fisher + damping * fisher.trace() / K * torch.eye(K, dtype=torch.float64), q.double().T
+    )
+    torch.testing.assert_close(
+        phi.double() @ eigen.relative_inverse(damping) @ q.double().T,
+        direct,
+        rtol=1e-9,
+        atol=1e-10 * float(direct.abs().max()),
+    )
 
 
 def test_chunk_sizes_give_bit_close_grams():
@@ -41,7 +46,7 @@ def test_chunk_sizes_give_bit_close_grams():
     for chunk in (1, 5, N):
         acc = GramAccumulator(K)
         for s in range(0, N, chunk):
-            acc.add(phi[s:s + chunk])
+            acc.add(phi[s : s + chunk])
         grams.append(acc.gram)
     for gram in grams[1:]:
         torch.testing.assert_close(gram, grams[0], rtol=1e-13, atol=1e-12)
@@ -50,7 +55,7 @@ def test_chunk_sizes_give_bit_close_grams():
 def test_block_fit_is_one_fit_per_block():
     phi, _ = _features(2)
     blocks = {"a": phi[:, :4], "b": phi[:, 4:]}
-    chunks = ({name: x[s:s + 10] for name, x in blocks.items()} for s in range(0, N, 10))
+    chunks = ({name: x[s : s + 10] for name, x in blocks.items()} for s in range(0, N, 10))
     eigens = fit_block_eigens(chunks, {"a": 4, "b": 5})
     for name, x in blocks.items():
         alone = fit_eigen([x], x.shape[1])
@@ -60,7 +65,7 @@ def test_block_fit_is_one_fit_per_block():
 def test_absolute_inverse_is_trak_on_scaled_features():
     phi, q = _features(4)
     p, lam = 500, 0.3
-    scaled, q_scaled = phi.double() / p ** 0.5, q.double() / p ** 0.5
+    scaled, q_scaled = phi.double() / p**0.5, q.double() / p**0.5
     direct = scaled @ torch.linalg.solve(scaled.T @ scaled + lam * torch.eye(K, dtype=torch.float64), q_scaled.T)
     got = phi.double() @ fit_eigen([phi], K).absolute_inverse(p, lam) @ q.double().T
     torch.testing.assert_close(got, direct, rtol=1e-9, atol=1e-12)

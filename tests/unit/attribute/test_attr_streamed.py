@@ -1,6 +1,7 @@
-"""StreamedAttributor (chunked fit, streamed scores) == the in-memory attributors: BlockwiseAttributor(InfluenceAttributor)
-from an in-memory source and from a store, for several dampings, query subsets and both solver regimes; TRAK over
-two checkpoints with its Q weights; influence averaged over checkpoints."""
+"""StreamedAttributor (chunked fit, streamed scores) == the in-memory attributors:
+BlockwiseAttributor(InfluenceAttributor) from an in-memory source and from a store, for several dampings, query
+subsets and both solver regimes; TRAK over two checkpoints with its Q weights; influence averaged over
+checkpoints."""
 
 import pytest
 import torch
@@ -9,8 +10,8 @@ from grass.attribute.attributors import InfluenceAttributor, TRAKAttributor
 from grass.attribute.blockwise import BlockwiseAttributor
 from grass.attribute.damping import select_damping
 from grass.attribute.sources import InMemoryFeatures, StoreFeatures
-from grass.errors import GrassError
 from grass.attribute.streamed import StreamedAttributor
+from grass.errors import GrassError
 from grass.store import FeatureStore, chunk_ranges
 
 
@@ -35,8 +36,9 @@ def test_streamed_influence_equals_the_blockwise_attributor(tmp_path, n):
         for damping in (1e-4, 0.1, 10.0):
             for idx in (None, torch.tensor([5, 0, 3])):
                 want = reference.scores(damping, idx)
-                torch.testing.assert_close(streamed.scores(damping, idx), want, rtol=1e-4,
-                                           atol=1e-5 * float(want.abs().max()))
+                torch.testing.assert_close(
+                    streamed.scores(damping, idx), want, rtol=1e-4, atol=1e-5 * float(want.abs().max())
+                )
 
 
 def test_select_damping_picks_the_same_value_for_both():
@@ -51,8 +53,11 @@ def test_select_damping_picks_the_same_value_for_both():
 
     idx = torch.tensor([1, 2, 6])
     grid = [1e-3, 1e-2, 0.1, 1.0, 10.0]
-    assert select_damping(streamed, grid, idx, evaluate_on(idx))[0] == select_damping(
-        reference, grid, idx, evaluate_on(idx))[0] == 0.1
+    assert (
+        select_damping(streamed, grid, idx, evaluate_on(idx))[0]
+        == select_damping(reference, grid, idx, evaluate_on(idx))[0]
+        == 0.1
+    )
 
 
 def _checkpoints(n=30, k=8, count=2):
@@ -69,8 +74,9 @@ def test_streamed_trak_over_checkpoints_equals_the_trak_attributor():
     reference = TRAKAttributor()
     for x, q, w in zip(train, query, q_weight):
         reference.add_checkpoint(x, q, train_weight=w, num_params=p)
-    source = InMemoryFeatures({f"ckpt{c}": x for c, x in enumerate(train)},
-                              {f"ckpt{c}": q for c, q in enumerate(query)})
+    source = InMemoryFeatures(
+        {f"ckpt{c}": x for c, x in enumerate(train)}, {f"ckpt{c}": q for c, q in enumerate(query)}
+    )
     weight = (q_weight[0].double() + q_weight[1].double()) / 2 / 2  # mean Q over 2 checkpoints, / 2 checkpoints
     streamed = StreamedAttributor(source, "absolute", num_params=p, row_weight=weight)
     for damping in (1e-3, 0.1, 10.0):
@@ -83,8 +89,9 @@ def test_streamed_influence_over_checkpoints_is_their_mean():
     reference = InfluenceAttributor()
     for x, q in zip(train, query):
         reference.add_checkpoint(x, q)
-    source = InMemoryFeatures({f"ckpt{c}": x for c, x in enumerate(train)},
-                              {f"ckpt{c}": q for c, q in enumerate(query)})
+    source = InMemoryFeatures(
+        {f"ckpt{c}": x for c, x in enumerate(train)}, {f"ckpt{c}": q for c, q in enumerate(query)}
+    )
     streamed = StreamedAttributor(source, row_weight=torch.full((30,), 1 / 3, dtype=torch.float64))
     want = reference.scores(0.1)
     torch.testing.assert_close(streamed.scores(0.1), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))

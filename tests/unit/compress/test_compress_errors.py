@@ -36,7 +36,9 @@ def test_identity_ignores_out_dim(caplog):
 
 
 def test_mask_larger_than_input():
-    with pytest.raises(GrassError, match=r"cannot select more coordinates than the layer/model has: proj_dim k=11 > in_dim d=10"):
+    with pytest.raises(
+        GrassError, match=r"cannot select more coordinates than the layer/model has: proj_dim k=11 > in_dim d=10"
+    ):
         RandomMask(10, 11)
 
 

@@ -39,7 +39,9 @@ def test_knobs_reach_the_constructor():
 
 
 def test_interpolations_resolve_against_the_root():
-    cfg = OmegaConf.create({"sparsity": 3, "compressor": {"name": "sjlt", "_target_": "grass.compress.sjlt.SJLT", "c": "${sparsity}"}})
+    cfg = OmegaConf.create(
+        {"sparsity": 3, "compressor": {"name": "sjlt", "_target_": "grass.compress.sjlt.SJLT", "c": "${sparsity}"}}
+    )
     assert build_compressor(cfg.compressor, 100, 8, 0).c == 3
 
 
@@ -47,9 +49,18 @@ def test_interpolations_resolve_against_the_root():
     "node,fragment",
     [
         ({"name": "broken"}, r"compressor 'broken': config needs a `_target_`"),
-        ({"name": "typo", "_target_": "grass.compress.nope.Missing"}, r"compressor 'typo': cannot build 'grass.compress.nope.Missing'"),
-        ({"name": "odd", "_target_": "collections.OrderedDict"}, r"compressor 'odd' built a OrderedDict, not a Compressor"),
-        ({"name": "sjlt", "_target_": "grass.compress.sjlt.SJLT", "cc": 2}, r"compressor 'sjlt' rejected its arguments"),
+        (
+            {"name": "typo", "_target_": "grass.compress.nope.Missing"},
+            r"compressor 'typo': cannot build 'grass.compress.nope.Missing'",
+        ),
+        (
+            {"name": "odd", "_target_": "collections.OrderedDict"},
+            r"compressor 'odd' built a OrderedDict, not a Compressor",
+        ),
+        (
+            {"name": "sjlt", "_target_": "grass.compress.sjlt.SJLT", "cc": 2},
+            r"compressor 'sjlt' rejected its arguments",
+        ),
         ({"name": "sjlt", "_target_": "grass.compress.sjlt.SJLT", "c": 17}, r"SJLT: c \(nonzeros"),
     ],
 )

@@ -4,8 +4,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from grass.data.text import (BlockDataset, TextBlocks, blocks_from_documents, decode_block, group_into_blocks,
-                             lm_batch, split_indices)
+from grass.data.text import (
+    BlockDataset,
+    TextBlocks,
+    blocks_from_documents,
+    decode_block,
+    group_into_blocks,
+    lm_batch,
+    split_indices,
+)
 from grass.errors import GrassError
 
 

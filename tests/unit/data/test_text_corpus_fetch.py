@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from grass.data import corpus_fetch
-from grass.data.corpus_fetch import fetch_corpus, read_lazyload_db, r_lines_to_text
+from grass.data.corpus_fetch import fetch_corpus, r_lines_to_text, read_lazyload_db
 from grass.errors import GrassError
 
 
@@ -49,18 +49,29 @@ def write_lazyload_db(folder, variables: dict, compressed: int = 1):
         if compressed == 1:
             entry = struct.pack(">I", len(raw)) + zlib.compress(raw)
         else:  # R's type byte: 2 -> bzip2, 3 -> xz
-            entry = struct.pack(">I", len(raw)) + (b"2" + bz2.compress(raw) if compressed == 2 else b"X" + lzma.compress(raw))
+            entry = struct.pack(">I", len(raw)) + (
+                b"2" + bz2.compress(raw) if compressed == 2 else b"X" + lzma.compress(raw)
+            )
         index[name] = _ints(13, 2, len(blob), len(entry))
         blob += entry
-    rdx = _rds(_named_list({"variables": _named_list(index), "references": _named_list({}),
-                            "compressed": _ints(10, 1, compressed) if compressed == 1 else _ints(13, 1, compressed)}))
+    rdx = _rds(
+        _named_list(
+            {
+                "variables": _named_list(index),
+                "references": _named_list({}),
+                "compressed": _ints(10, 1, compressed) if compressed == 1 else _ints(13, 1, compressed),
+            }
+        )
+    )
     (folder / "Rdata.rdx").write_bytes(gzip.compress(rdx))
     (folder / "Rdata.rdb").write_bytes(blob)
     return folder / "Rdata.rdx", folder / "Rdata.rdb"
 
 
-NOVELS = {"emma": ["EMMA", "", "By Jane Austen", None, "Emma Woodhouse, handsome, clever, and rich, naïve"],
-          "persuasion": ["Persuasion", None, "Sir Walter Elliot, of Kellynch Hall"]}
+NOVELS = {
+    "emma": ["EMMA", "", "By Jane Austen", None, "Emma Woodhouse, handsome, clever, and rich, naïve"],
+    "persuasion": ["Persuasion", None, "Sir Walter Elliot, of Kellynch Hall"],
+}
 
 
 @pytest.mark.parametrize("compressed", [1, 2, 3])
@@ -68,7 +79,10 @@ def test_reads_every_variable_of_a_lazyload_db(tmp_path, compressed):
     rdx, rdb = write_lazyload_db(tmp_path / "data", NOVELS, compressed)
     objects = read_lazyload_db(rdx, rdb)
     assert list(objects) == ["emma", "persuasion"]
-    assert r_lines_to_text(objects["emma"]) == "EMMA\n\nBy Jane Austen\n\nEmma Woodhouse, handsome, clever, and rich, naïve\n"
+    assert (
+        r_lines_to_text(objects["emma"])
+        == "EMMA\n\nBy Jane Austen\n\nEmma Woodhouse, handsome, clever, and rich, naïve\n"
+    )
     assert list(read_lazyload_db(rdx, rdb, ["persuasion"])) == ["persuasion"]
 
 
@@ -114,7 +128,9 @@ def fake_apt(tmp_path, monkeypatch):
 def test_fetch_writes_one_file_per_novel_and_is_idempotent(tmp_path, fake_apt):
     dest = fetch_corpus("janeausten", tmp_path / "ja")
     assert sorted(p.name for p in dest.glob("*.txt")) == ["emma.txt", "persuasion.txt"]
-    assert (dest / "persuasion.txt").read_text(encoding="utf-8") == "Persuasion\n\nSir Walter Elliot, of Kellynch Hall\n"
+    assert (dest / "persuasion.txt").read_text(
+        encoding="utf-8"
+    ) == "Persuasion\n\nSir Walter Elliot, of Kellynch Hall\n"
     manifest = json.loads((dest / "corpus.json").read_text())
     assert manifest["debian_packages"] == {"r-cran-janeaustenr": "1.0-1"}
     assert manifest["chars"]["persuasion.txt"] == len((dest / "persuasion.txt").read_text(encoding="utf-8"))
@@ -145,7 +161,13 @@ def test_real_fetch_of_jane_austen(tmp_path):
     except GrassError as e:
         pytest.skip(f"the Debian mirror is not reachable here: {e}")
     chars = json.loads((dest / "corpus.json").read_text())["chars"]
-    assert sorted(chars) == ["emma.txt", "mansfieldpark.txt", "northangerabbey.txt", "persuasion.txt",
-                             "prideprejudice.txt", "sensesensibility.txt"]
+    assert sorted(chars) == [
+        "emma.txt",
+        "mansfieldpark.txt",
+        "northangerabbey.txt",
+        "persuasion.txt",
+        "prideprejudice.txt",
+        "sensesensibility.txt",
+    ]
     assert sum(chars.values()) > 3_900_000
     assert "Emma Woodhouse, handsome, clever, and rich" in (dest / "emma.txt").read_text(encoding="utf-8")

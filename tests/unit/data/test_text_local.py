@@ -30,7 +30,9 @@ def corpus(tmp_path):
 
 
 def test_blocks_shapes_and_disjoint_parts(corpus, tok):
-    data = load_local_text(str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, split_seed=0, tokenizer=tok)
+    data = load_local_text(
+        str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, split_seed=0, tokenizer=tok
+    )
     assert data.train_ids.shape == (30, 16) and data.query_ids.shape == (10, 16) and data.pretrain_ids.shape == (15, 16)
     assert bool((data.train_mask == 1).all()) and data.query_mask.shape == (10, 16)
     assert data.vocab_size == 50257 and data.eos_token_id == 50256 and data.tokenizer_name is None
@@ -78,9 +80,14 @@ def test_empty_folder_and_bad_sizes(tmp_path, corpus, tok):
         load_local_text(str(corpus), n_train=0, tokenizer=tok)
 
 
-@pytest.mark.parametrize("content", [b"caf\xe9 au lait\n" * 50,  # Latin-1
-                                     "au lait\n".encode("utf-16-le") * 50],  # decodes as UTF-8, with NULs
-                         ids=["latin1", "utf16"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"caf\xe9 au lait\n" * 50,  # Latin-1
+        "au lait\n".encode("utf-16-le") * 50,
+    ],  # decodes as UTF-8, with NULs
+    ids=["latin1", "utf16"],
+)
 def test_non_utf8_file_is_named(tmp_path, tok, content):
     (tmp_path / "bad.txt").write_bytes(content)
     with pytest.raises(GrassError, match="bad.txt is not UTF-8 text .*iconv"):
@@ -89,10 +96,14 @@ def test_non_utf8_file_is_named(tmp_path, tok, content):
 
 def test_compact_vocab_renumbers_and_decodes_back(corpus, tok):
     full = load_local_text(str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, tokenizer=tok)
-    small = load_local_text(str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, tokenizer=tok,
-                            compact_vocab=True)
-    used = torch.unique(torch.cat([full.pretrain_ids.flatten(), full.train_ids.flatten(), full.query_ids.flatten(),
-                                   torch.tensor([50256])]))
+    small = load_local_text(
+        str(corpus), block_size=16, n_pretrain=15, n_train=30, n_query=10, tokenizer=tok, compact_vocab=True
+    )
+    used = torch.unique(
+        torch.cat(
+            [full.pretrain_ids.flatten(), full.train_ids.flatten(), full.query_ids.flatten(), torch.tensor([50256])]
+        )
+    )
     assert small.vocab_size == len(used) < 200 and torch.equal(small.vocab_map, used)
     for part in ("pretrain_ids", "train_ids", "query_ids"):
         ids = getattr(small, part)

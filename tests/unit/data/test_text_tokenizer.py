@@ -41,5 +41,7 @@ def test_resolve_names_the_offline_tokenizer(tok):
 
 def test_unreachable_hub_name_says_how_to_go_offline():
     # tests/conftest.py sets HF_HUB_OFFLINE=1, so this fails fast instead of hanging
-    with pytest.raises(GrassError, match="(?s)could not fetch the tokenizer 'grass-test/no-such-tokenizer'.*local folder"):
+    with pytest.raises(
+        GrassError, match="(?s)could not fetch the tokenizer 'grass-test/no-such-tokenizer'.*local folder"
+    ):
         gpt2_tokenizer("grass-test/no-such-tokenizer")

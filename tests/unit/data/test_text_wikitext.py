@@ -16,13 +16,23 @@ def tok():
 
 def test_unreachable_hub_points_to_local_text(tok):
     # tests/conftest.py sets HF_DATASETS_OFFLINE=1: load_dataset fails at once instead of hanging
-    with pytest.raises(GrassError, match="(?s)could not fetch the dataset Salesforce/wikitext.*dataset=local_text dataset.path="):
+    with pytest.raises(
+        GrassError, match="(?s)could not fetch the dataset Salesforce/wikitext.*dataset=local_text dataset.path="
+    ):
         load_wikitext2(block_size=32, tokenizer=tok)
 
 
 def _rows(n, tag):
-    return [("" if i % 4 == 3 else f" = {tag} heading {i} = \n" if i % 4 == 0 else f" Some {tag} text number {i} , with @-@ marks .\n")
-            for i in range(n)]
+    return [
+        (
+            ""
+            if i % 4 == 3
+            else f" = {tag} heading {i} = \n"
+            if i % 4 == 0
+            else f" Some {tag} text number {i} , with @-@ marks .\n"
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from grass.instantiate import instantiate_node
 from grass.models import gguf
 from grass.models.causal_lm import gguf_causal_lm, gguf_tokenizer
 from grass.tasks.language import LanguageTask
+
 SPEC = OmegaConf.load(Path(__file__).resolve().parents[3] / "conf" / "model" / "smollm2_135m.yaml")
 SENTENCE = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
             "must be in want of a wife.")
@@ -150,7 +151,8 @@ def test_another_gguf_file_gets_another_cache(tmp_path, monkeypatch):
         files[name] = tmp_path / name / "model.gguf"
         files[name].write_bytes(body)
     monkeypatch.setattr(gguf, "packaged_gguf", lambda package, gguf_file: files[package])
-    monkeypatch.setattr(gguf, "convert_gguf", lambda source, out: (out / "config.json").write_bytes(source.read_bytes()))
+    monkeypatch.setattr(gguf, "convert_gguf",
+                        lambda source, out: (out / "config.json").write_bytes(source.read_bytes()))
     a, b = (gguf.converted_folder(n, "model.gguf", tmp_path / "cache") for n in ("a", "b"))
     assert a != b and a.name.startswith("model-") and (a / "config.json").read_bytes() == b"one"
 
@@ -182,10 +184,13 @@ def test_lm_task_fine_tunes_from_the_pretrained_weights(cfg_for, monkeypatch):
     assert float(task.query_losses(base, torch.device("cpu")).mean()) < 0.5 * math.log(49152)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("dataset.tokenizer=null", "49152-token vocabulary but dataset local_text was tokenized with a 50257-token"),
-    ("dataset.compact_vocab=true", "set dataset.compact_vocab=false"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("dataset.tokenizer=null", "49152-token vocabulary but dataset local_text was tokenized with a 50257-token"),
+        ("dataset.compact_vocab=true", "set dataset.compact_vocab=false"),
+    ],
+)
 def test_foreign_token_ids_are_a_clear_error(cfg_for, override, message):
     cfg = cfg_for(override)
     task = LanguageTask(cfg, instantiate_node(cfg.dataset, "dataset"))

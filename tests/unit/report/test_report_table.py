@@ -26,8 +26,11 @@ def test_two_tdas_give_two_tables_and_a_shared_cell_is_listed(tmp_path):
            "digits-mlp/sjlt-k128-trak-s0-aaaaaa (0.250)" in text
     with open(tmp_path / "tiny" / "report" / "table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["run"] for r in rows) == ["digits-mlp/sjlt-k128-grad_dot-s0-cccccc",
-                                              "digits-mlp/sjlt-k128-trak-s0-aaaaaa", "digits-mlp/sjlt-k128-trak-s0-bbbbbb"]
+    assert sorted(r["run"] for r in rows) == [
+        "digits-mlp/sjlt-k128-grad_dot-s0-cccccc",
+        "digits-mlp/sjlt-k128-trak-s0-aaaaaa",
+        "digits-mlp/sjlt-k128-trak-s0-bbbbbb",
+    ]
 
 
 def test_a_run_whose_lds_is_null_is_left_out(tmp_path):

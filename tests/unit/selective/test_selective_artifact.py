@@ -6,8 +6,7 @@ import torch
 from grass.artifacts import save_artifact
 from grass.errors import GrassError
 from grass.fingerprint import describe_diff
-from grass.selective.artifact import (load_mask, mask_dir, mask_fingerprint, mask_path,
-                                      save_mask, save_result)
+from grass.selective.artifact import load_mask, mask_dir, mask_fingerprint, mask_path, save_mask, save_result
 from grass.selective.learn import CurvePoint, MaskResult
 
 LEARN = {"lr": 5e-5, "reg": 1e-6, "epochs": 5000, "log_every": 500, "early_stop": 0.9, "temperature": 1.0}

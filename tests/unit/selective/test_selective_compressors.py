@@ -26,7 +26,9 @@ def test_selective_mask_gathers_the_saved_indices(tmp_path):
     assert comp.mask_file == str(path) and comp.indices.tolist() == [1, 4, 7]
     x = torch.arange(20.0).reshape(2, 10)
     assert comp(x).tolist() == [[1.0, 4.0, 7.0], [11.0, 14.0, 17.0]]
-    assert comp.fingerprint()["indices_digest"] == IndexMask(10, torch.tensor([1, 4, 7])).fingerprint()["indices_digest"]
+    assert (
+        comp.fingerprint()["indices_digest"] == IndexMask(10, torch.tensor([1, 4, 7])).fingerprint()["indices_digest"]
+    )
 
 
 def test_selective_mask_per_layer_file(tmp_path):
@@ -36,8 +38,10 @@ def test_selective_mask_per_layer_file(tmp_path):
 
 
 def test_missing_mask_is_an_error_not_a_random_mask(tmp_path):
-    for make in (lambda: SelectiveMask(10, 3, mask_dir=str(tmp_path), expected_fingerprint=FP),
-                 lambda: GraSSSelective(40, 4, mask_dir=str(tmp_path), expected_fingerprint=FP)):
+    for make in (
+        lambda: SelectiveMask(10, 3, mask_dir=str(tmp_path), expected_fingerprint=FP),
+        lambda: GraSSSelective(40, 4, mask_dir=str(tmp_path), expected_fingerprint=FP),
+    ):
         with pytest.raises(GrassError, match="stage=selective_mask"):
             make()
     with pytest.raises(GrassError, match="mask_dir is not set"):
@@ -94,9 +98,18 @@ def test_factorized_sides_load_the_mask_of_their_layer_side_and_pair(tmp_path):
 
     for side, idx, width in (("in", [0, 2, 5], 7), ("out", [1, 3, 4], 5)):
         save_mask(mask_path(tmp_path, (3, 3), "h.0.fc", side), torch.tensor(idx), width, FP)
-    node = {"name": "fact_sm", "kind": "factorized", "_target_": "grass.compress.factorized.factorized",
-            "side": {"_target_": "grass.compress.selective.SelectiveMask", "mask_dir": str(tmp_path),
-                     "expected_fingerprint": FP}, "stage2": None, "blowup": 1}
+    node = {
+        "name": "fact_sm",
+        "kind": "factorized",
+        "_target_": "grass.compress.factorized.factorized",
+        "side": {
+            "_target_": "grass.compress.selective.SelectiveMask",
+            "mask_dir": str(tmp_path),
+            "expected_fingerprint": FP,
+        },
+        "stage2": None,
+        "blowup": 1,
+    }
     comp = build_factorized(node, in_dim=7, out_dim=5, proj_dim=9, seed=0, layer_name="h.0.fc")
     assert comp.in_side.indices.tolist() == [0, 2, 5] and comp.out_side.indices.tolist() == [1, 3, 4]
     a, delta = torch.randn(2, 4, 7), torch.randn(2, 4, 5)

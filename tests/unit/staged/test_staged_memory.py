@@ -48,6 +48,9 @@ def test_scores_larger_than_the_budget_stream_under_it(tmp_path):
     baseline = _peak_kib(IMPORTS + STREAM + REPORT, str(tmp_path / "ifvp_small"), str(tmp_path / "scores_small"))
     peak = _peak_kib(IMPORTS + STREAM + REPORT, str(tmp_path / "ifvp"), str(tmp_path / "scores"))
     grown_mb = (peak - baseline) / 1024
-    print(f"\nattribute streaming: {N} x {M} scores ({N * M * 4 / 1e6:.0f} MB) under a {BUDGET_GB * 1e3:.0f} MB "
-          f"budget: peak RSS {peak / 1024:.0f} MB, {grown_mb:.1f} MB above the same run on 2 chunks ({baseline / 1024:.0f} MB)")
+    print(
+        f"\nattribute streaming: {N} x {M} scores ({N * M * 4 / 1e6:.0f} MB) under a {BUDGET_GB * 1e3:.0f} MB "
+        f"budget: peak RSS {peak / 1024:.0f} MB, {grown_mb:.1f} MB above the same run on 2 chunks "
+        f"({baseline / 1024:.0f} MB)"
+    )
     assert grown_mb < BUDGET_GB * 1e3

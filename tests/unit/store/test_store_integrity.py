@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from grass.errors import GrassError
-from grass.store import FeatureStore
 from grass.fingerprint import describe_diff, flatten
+from grass.store import FeatureStore
 from grass.store.shard import HashingWriter
 
 
