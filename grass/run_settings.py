@@ -43,6 +43,10 @@ def result_settings(cfg) -> dict:
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):
         out.pop("proj_dim", None)
+    from grass.stages.selective import mask_node  # (heavy imports: only once a name is asked for)
+
+    if "expected_fingerprint" not in mask_node(out["compressor"]):  # no learned mask: its settings play no part
+        out.pop("selective_mask", None)
     hw = OmegaConf.create(out["hardware"])
     try:
         out["hardware"] = training_recipe(hw)

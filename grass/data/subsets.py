@@ -1,6 +1,8 @@
 """Seeded subsets of the train set (LDS) and the damping-validation split of the queries.
 
-Both are written to disk the first time and read back afterwards, never re-drawn (SPEC 6).
+The subsets are written to disk the first time (with a checksum, grass.artifacts) and read back afterwards,
+never re-drawn (SPEC 6); the validation split is a pure function of (n_query, fraction, seed), drawn anew each
+time from its own seeded generator.
 """
 
 from pathlib import Path

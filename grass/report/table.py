@@ -1,11 +1,13 @@
 """Collect run metrics under outputs/<experiment>/ into a method x k table (markdown + CSV) and a plot."""
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
 
 from grass.errors import GrassError
+from grass.io import atomic_write_bytes
 from grass.report.reference import PAPER_NOTES, PAPER_SETUP, paper_number
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,11 @@ def _table(rows: list[dict]) -> list[str]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(buffer.getvalue().encode(), path)
 
 
 def plot(rows: list[dict], path: Path, experiment: str) -> None:
@@ -140,7 +143,7 @@ def build_report(root: Path, experiment: str) -> str:
     out = root / experiment / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, experiment)
-    (out / "table.md").write_text(text)
+    atomic_write_bytes(text.encode(), out / "table.md")
     write_csv(rows, out / "table.csv")
     plot(rows, out / "lds_vs_time.png", experiment)
     log.info("report written to %s", out)
