@@ -1,4 +1,4 @@
-"""The repository layout: kernels/ holds no Python, and pyproject.toml packages all of grass."""
+"""The repository layout: kernels/ and experiments/ hold no Python, and pyproject.toml packages all of grass."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 tomllib = pytest.importorskip("tomllib")
 
 
-@pytest.mark.parametrize("folder", ["kernels"])
+@pytest.mark.parametrize("folder", ["kernels", "experiments"])
 def test_top_level_folders_hold_no_python(folder):
     """PyPI's `kernels` and dattri's `experiments` are packages of those names: ours must not be one."""
     assert (ROOT / folder).is_dir()
