@@ -1,4 +1,7 @@
-"""The C++ SJLT kernel for CPU tensors (sjlt_cpu.cpp), compiled with ninja at first use.
+"""The C++ SJLT kernel for CPU tensors (kernels/sjlt_cpu.cpp), compiled with ninja at first use.
+
+The source lives in the repository's top-level kernels/ folder; a wheel carries it as package data in
+grass/kernels/csrc/ (pyproject.toml maps the data-only package grass.kernels.csrc to kernels/).
 
 torch.utils.cpp_extension caches the build in the default torch extensions directory
 (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) and rebuilds when the source changes, so only the
@@ -17,18 +20,30 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("sjlt_cpu.cpp")
+SOURCE_NAME = "sjlt_cpu.cpp"
+# installed from a wheel: the package data; a checkout or an editable install: the repository's kernels/
+SOURCE_CANDIDATES = (Path(__file__).parent / "csrc" / SOURCE_NAME,
+                     Path(__file__).resolve().parents[2] / "kernels" / SOURCE_NAME)
 EXTENSION_NAME = "grass_sjlt_cpu"
+
+
+def source() -> Path:
+    """The kernel's C++ source: the first of SOURCE_CANDIDATES that exists; raises naming them all if none."""
+    for path in SOURCE_CANDIDATES:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{SOURCE_NAME} not found at {' or '.join(map(str, SOURCE_CANDIDATES))}")
 
 
 def _build() -> None:
     """Compile (or load the cached build of) sjlt_cpu.cpp and register its op; raises on any failure."""
     from torch.utils import cpp_extension
 
-    log.info("SJLT C++ kernel: loading %s (compiled on first use, cached in the torch extensions dir)", SOURCE.name)
+    src = source()
+    log.info("SJLT C++ kernel: loading %s (compiled on first use, cached in the torch extensions dir)", src)
     cpp_extension.load(
         name=EXTENSION_NAME,
-        sources=[str(SOURCE)],
+        sources=[str(src)],
         # -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined;
         # -ffp-contract=off: no fused multiply-adds, so the panel and row paths round alike on every ISA
         extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
