@@ -123,7 +123,7 @@ class SelectiveMaskConfig:
 class StoreConfig:
     """pipeline=store (the staged, sharded pipeline of grass.staged): where and how features are kept."""
 
-    dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<proj_dim>-s<seed>
+    dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<K>-s<seed>-<cache hash>
     dtype: StoreDtype = StoreDtype.float32  # storage of train and iFVP features
     chunk_size: int = 64  # train rows per shard; workers split whole chunks
     damping: float = 0.1  # relative, per layer: lambda * trace(F_l) / K_l (as tda=if_efim), when not chosen

@@ -18,8 +18,9 @@ names the tda and its damping settings (never read as another method's).
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grass.fingerprint import normalize
 from grass.instantiate import plain_node
-from grass.run_settings import uses_proj_dim
+from grass.run_settings import settings_hash, uses_proj_dim
 from grass.staged.damping import damping_setting
 from grass.stages.context import RunContext
 from grass.stages.selective import compressor_node
@@ -58,7 +59,9 @@ def store_layout(ctx: RunContext) -> StoreLayout:
     if cfg.store.dir:
         return StoreLayout(Path(cfg.store.dir), cfg.tda.name)
     k = f"-k{cfg.proj_dim}" if uses_proj_dim(cfg.compressor) else ""
-    name = f"{cfg.compressor.name}{k}-s{cfg.seed}"
+    # the hash of what the train features depend on: caches that differ (e.g. tda.target margin vs loss, other
+    # capture layers) get folders of their own, while every tda with the same features shares one cache
+    name = f"{cfg.compressor.name}{k}-s{cfg.seed}-{settings_hash(normalize(cache_fingerprint(ctx)))}"
     return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name, cfg.tda.name)
 
 

@@ -163,3 +163,11 @@ def test_two_runs_started_together_train_each_model_once(tmp_path):
     runs = root.glob("tiny/digits-mlp/*/metrics.json")
     trained = [json.loads(p.read_text())["finetune/models_trained"] for p in runs]
     assert len(trained) == 2 and sum(trained) == 6 + 1, trained
+
+
+def test_store_caches_are_shared_only_by_tdas_with_the_same_train_features(compose_cfg):
+    run(compose_cfg("stage=finetune", *QUICK))
+    for tda in ("trak", "if_efim", "grad_dot"):  # trak differentiates the margin, the other two the loss
+        run(compose_cfg("pipeline=store", "stage=cache", f"tda={tda}", *QUICK))
+    stores = sorted(p.parent.name for p in Path(compose_cfg().paths.root).glob("tiny/store/*/train"))
+    assert len(stores) == 2, stores
