@@ -184,3 +184,17 @@ def test_unknown_compressor_lists_options(compose_cfg):
     with pytest.raises(ConfigCompositionException) as info:
         compose_cfg("compressor=nonsense")
     assert "sjlt" in str(info.value.__cause__ or info.value) or "Available options" in str(info.value)
+
+
+@pytest.mark.parametrize("group, option, expected", [
+    ("hardware", "cpu", {"device": "cpu", "devices": 1, "strategy": "auto", "grad_batch_size": 256}),
+    ("hardware", "gpu", {"device": "cuda", "accelerator": "gpu", "grad_batch_size": 1024, "precision": "32-true"}),
+    ("hardware", "ddp", {"devices": 2, "strategy": "ddp_fork", "device": "cpu", "capture_batch_size": 8}),
+    ("logger", "none", {"backend": "none", "mode": "disabled", "project": "grass"}),
+    ("logger", "csv", {"backend": "csv", "mode": "offline", "tags": []}),
+])
+def test_group_files_list_only_what_differs_and_inherit_the_schema_defaults(compose_cfg, group, option, expected):
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(compose_cfg(f"{group}={option}")[group], throw_on_missing=True)
+    assert {k: node[k] for k in expected} == expected
