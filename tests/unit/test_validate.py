@@ -251,22 +251,16 @@ def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cf
     ("hardware.devices=0", "hardware.devices=0: give a count >= 1"),
     ("proj_dim=0", "proj_dim=0 is not allowed: proj_dim must be positive"),
     ("hardware.grad_batch_size=0", "hardware.grad_batch_size=0 is not allowed: an integer >= 1"),
-])
-def test_out_of_range_settings_are_refused_before_loading(compose_cfg, no_loading, override, message):
-    with pytest.raises(GrassError) as info:
-        run(compose_cfg(override))
-    assert str(info.value).startswith(message)
-
-
-@pytest.mark.parametrize("override, message", [
+    # pipeline=store settings (checked on that pipeline)
     ("store.chunk_size=0", "store.chunk_size=0 is not allowed: an integer >= 1"),
     ("store.damping=0", "store.damping=0.0 is not allowed: a finite number > 0"),
     ("store.memory_budget_gb=-1", "store.memory_budget_gb=-1.0 is not allowed: a finite number > 0"),
     ("store.top_k=0", "store.top_k=0 is not allowed: an integer >= 1"),
 ])
-def test_out_of_range_store_settings_are_refused_before_loading(compose_cfg, no_loading, override, message):
+def test_out_of_range_settings_are_refused_before_loading(compose_cfg, no_loading, override, message):
+    cfg = _store(compose_cfg, override) if override.startswith("store.") else compose_cfg(override)
     with pytest.raises(GrassError) as info:
-        run(_store(compose_cfg, override))
+        run(cfg)
     assert str(info.value).startswith(message)
 
 
