@@ -66,6 +66,10 @@ class Attributor(ABC):
         idx = self._check_idx(query_idx)
         return self._scores(damping, idx)
 
+    def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
+        """{lambda: scores(lambda, query_idx)} over a damping grid (in memory each value is one rescale)."""
+        return {float(lam): self.scores(lam, query_idx) for lam in dampings}
+
     def _check_idx(self, query_idx) -> Tensor | None:
         if query_idx is None:
             return None

@@ -60,3 +60,7 @@ class BlockwiseAttributor:
             part = block.scores(damping, query_idx)
             total = part if total is None else total.add_(part)
         return total
+
+    def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
+        """{lambda: scores(lambda, query_idx)} over a damping grid (each value one rescale per block)."""
+        return {float(lam): self.scores(lam, query_idx) for lam in dampings}

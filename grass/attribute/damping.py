@@ -27,8 +27,8 @@ def select_damping(attributor, grid: Sequence[float], val_idx,
         raise GrassError(f"{type(attributor).__name__} needs a damping grid, got an empty one")
     idx = torch.as_tensor(val_idx, dtype=torch.long)
     curve: dict[float, float] = {}
-    for lam in values:
-        curve[lam] = float(evaluate(attributor.scores(lam, idx)))
+    for lam, scores in attributor.scores_grid(values, idx).items():  # a streamed source: one pass for the grid
+        curve[lam] = float(evaluate(scores))
         log.debug("damping %g: validation score %.5f", lam, curve[lam])
     finite = [(score, lam) for lam, score in curve.items() if not math.isnan(score)]
     if not finite:

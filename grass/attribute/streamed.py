@@ -12,8 +12,9 @@ A block is one layer (or the flat block) of one checkpoint; w [n] is the row wei
 times TRAK's mean Q weight. This is DampedSolver's feature side (exact for any n; DampedSolver switches to the
 example side when K > n only to save work, which a streamed source cannot do without holding every row):
 pipeline=store's precondition / ifvp / attribute stages are this computation split over processes and shards.
-scores(lambda) streams one pass over the train chunks per damping value, so a damping grid of G values costs
-G passes (no [n, D] array is ever held).
+scores(lambda) streams one pass over the train chunks; scores_grid(lambdas) scores a whole damping grid in that
+one pass too (each chunk read once, G inverses applied to it), holding G score arrays [n, m'] (no [n, D] array is
+ever held).
 """
 
 from __future__ import annotations
@@ -73,16 +74,23 @@ class StreamedAttributor:
 
     def scores(self, damping: float, query_idx: Tensor | None = None) -> Tensor:
         """[n, m'] float32 scores of the selected queries (all when query_idx is None), one pass over the train."""
+        return self.scores_grid([damping], query_idx)[float(damping)]
+
+    def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
+        """{lambda: [n, m'] float32 scores} for every damping, all from ONE pass over the train chunks (a store's
+        shards are read once for the whole grid). Memory: len(dampings) arrays [n, m'] (m' = selected queries)."""
         queries = self.source.queries()
         idx = None if query_idx is None else torch.as_tensor(query_idx, dtype=torch.long)
         q = {name: (x if idx is None else x[idx]) for name, x in queries.items()}
         for name, x in q.items():
             check_features(x, f"query features of block '{name}'")
-        inverses = self.inverses(damping)
+        values = [float(lam) for lam in dampings]
+        inverses = {lam: self.inverses(lam) for lam in values}
         m = next(iter(q.values())).shape[0]
-        out = torch.zeros(self.source.n_train, m)
+        out = {lam: torch.zeros(self.source.n_train, m) for lam in values}
         for chunk in self.source.train_chunks():
             weight = None if self.row_weight is None else self.row_weight[chunk.start:chunk.stop]
-            for name, rows in apply_inverses(chunk.features, inverses, weight).items():
-                out[chunk.start:chunk.stop] += rows @ q[name].float().T
+            for lam in values:
+                for name, rows in apply_inverses(chunk.features, inverses[lam], weight).items():
+                    out[lam][chunk.start:chunk.stop] += rows @ q[name].float().T
         return out

@@ -56,7 +56,8 @@ def store_attributor(ctx: RunContext, source: StoreFeatures) -> StreamedAttribut
 
 def choose_damping(ctx: RunContext, store: FeatureStore) -> tuple[StreamedAttributor, float, dict[float, float]]:
     """(fitted attributor, lambda, {lambda: validation LDS}) for this config's damping mode ("validation": every
-    damping_grid value scored on the validation queries, one pass over the shards each; "fixed": store.damping)."""
+    damping_grid value scored on the validation queries, the whole grid in one pass over the shards; "fixed":
+    store.damping)."""
     cfg = ctx.cfg
     if damping_mode(cfg) == "fixed":
         return store_attributor(ctx, StoreFeatures(store)), float(cfg.store.damping), {}

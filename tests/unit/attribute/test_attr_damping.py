@@ -22,6 +22,9 @@ class _Fake:
         self.calls.append((damping, query_idx.tolist()))
         return torch.full((4, len(query_idx)), float(damping), dtype=torch.float64)
 
+    def scores_grid(self, dampings, query_idx=None):
+        return {float(lam): self.scores(lam, query_idx) for lam in dampings}
+
 
 def _run(table: dict[float, float]):
     fake = _Fake()

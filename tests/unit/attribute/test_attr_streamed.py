@@ -60,6 +60,31 @@ def test_select_damping_picks_the_same_value_for_both():
     )
 
 
+class _CountingSource(InMemoryFeatures):
+    """Counts the passes over the train chunks (a store reads every shard once per pass)."""
+
+    passes = 0
+
+    def train_chunks(self):
+        type(self).passes += 1
+        return super().train_chunks()
+
+
+def test_a_damping_grid_is_scored_in_one_pass_over_the_train():
+    train, query = _blocks(33, seed=5)
+    source = _CountingSource(train, query)
+    streamed = StreamedAttributor(source)
+    grid, idx = [1e-3, 0.1, 10.0], torch.tensor([4, 1])
+    before = _CountingSource.passes
+    many = streamed.scores_grid(grid, idx)
+    assert _CountingSource.passes == before + 1
+    assert list(many) == grid
+    for lam in grid:
+        torch.testing.assert_close(many[lam], streamed.scores(lam, idx))
+    select_damping(streamed, grid, idx, lambda s: float(s.sum()))
+    assert _CountingSource.passes == before + 1 + len(grid) + 1  # the scores() calls above, then one grid pass
+
+
 def _checkpoints(n=30, k=8, count=2):
     gen = torch.Generator().manual_seed(11)
     train = [torch.randn(n, k, generator=gen) for _ in range(count)]
