@@ -102,6 +102,9 @@ class LDSConfig:
 class SelectiveMaskConfig:
     """Stage `selective_mask` (SPEC 4): learn a mask from one checkpoint's per-example train gradients."""
 
+    # where every learned-mask compressor reads and this stage writes its masks (the one key for the folder; the
+    # compressors' mask_dir interpolates it)
+    dir: str = "${paths.artifacts}/selective_mask/${experiment_name}-${dataset.name}-${model.name}-s${seed}"
     checkpoint: int = 0
     n_rows: int = 1000  # seeded subset of train examples whose gradients the mask learns from
     n_heldout: int = 200  # further train examples (disjoint) on which learned and random masks are compared

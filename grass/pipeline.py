@@ -8,26 +8,23 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from grass.artifacts import load_artifact, save_artifact
 from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_write_json
-from grass.run_settings import result_settings, run_name
+from grass.run_settings import run_name
 from grass.staged.run import run_store_stages, store_stages
-from grass.stages.attribute import make_attributor, run_attribute
+from grass.stages.attribute import make_attributor
 from grass.stages.context import RunContext
-from grass.stages.evaluate import run_lds
-from grass.stages.finetune import run_finetune
-from grass.stages.groundtruth import run_groundtruth
-from grass.stages.selective import run_selective_mask, uses_learned_mask
+from grass.stages.run import lds_stages, run_lds_stages
 from grass.tasks import make_task
 from grass.track import Tracker
 from grass.validate import validate_config, validate_for_task
 
 log = logging.getLogger(__name__)
-STAGES = ("finetune", "selective_mask", "groundtruth", "attribute", "lds")
-PIPELINES = ("lds", "store")
+# pipeline -> (the stages a `stage` value names, the runner that executes them in order): each pipeline's stage
+# registry lives beside its stages (grass/stages/run.py, grass/staged/run.py)
+PIPELINES = {"lds": (lds_stages, run_lds_stages), "store": (store_stages, run_store_stages)}
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -40,20 +37,12 @@ def run_dir(cfg: DictConfig) -> Path:
         run_name(cfg) + run_suffix(cfg.pipeline, cfg.stage, cfg.worker))
 
 
-def stages_to_run(stage: str) -> list[str]:
-    if stage == "all":
-        return list(STAGES)
-    if stage not in STAGES:
-        raise GrassError(f"stage={stage!r} is not a stage; choose all or one of {list(STAGES)}")
-    return [stage]
-
-
 def preflight(cfg: DictConfig) -> list[str]:
     """The stages this config runs, after every check that needs only the config (GrassError otherwise).
     run.py's Hydra callback calls it too, before Hydra makes the run folder."""
     if cfg.pipeline not in PIPELINES:
         raise GrassError(f"pipeline={cfg.pipeline!r}; choose one of {list(PIPELINES)}")
-    stages = store_stages(cfg.stage) if cfg.pipeline == "store" else stages_to_run(cfg.stage)
+    stages = PIPELINES[cfg.pipeline][0](cfg.stage)
     validate_config(cfg, stages)
     return stages
 
@@ -76,10 +65,7 @@ def run(cfg: DictConfig) -> dict:
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)
     ctx.metrics.update(_describe(cfg, task))
     try:
-        if staged:
-            run_store_stages(ctx)
-        else:
-            _run_stages(ctx, stages)
+        PIPELINES[cfg.pipeline][1](ctx)
         tracker.summary(ctx.metrics)
     except BaseException as e:  # metrics.json says the run failed and why, never looks like a finished run
         ctx.metrics["run/error"] = f"{type(e).__name__}: {e}"
@@ -88,30 +74,6 @@ def run(cfg: DictConfig) -> dict:
         tracker.finish()
         atomic_write_json(ctx.metrics, out / "metrics.json")
     return ctx.metrics
-
-
-def _run_stages(ctx: RunContext, stages: list[str]) -> None:
-    cfg = ctx.cfg
-    if "finetune" in stages:
-        run_finetune(ctx)
-    if "selective_mask" in stages and (cfg.stage != "all" or uses_learned_mask(cfg)):
-        run_selective_mask(ctx)
-    truth = run_groundtruth(ctx) if {"groundtruth", "attribute", "lds"} & set(stages) else None
-    scores_path = ctx.run_dir / "scores.pt"
-    if "attribute" in stages:
-        scores = run_attribute(ctx, truth)
-        if cfg.save_scores or "lds" not in stages:
-            save_artifact({"scores": scores}, scores_path, result_settings(cfg), kind="attribution scores")
-    if "lds" in stages:
-        if "attribute" not in stages:  # scores made by any other configuration are refused, keys named
-            scores = load_artifact(scores_path, result_settings(cfg),
-                                   hint="run stage=attribute with the same settings first")["scores"]
-        run_lds(ctx, scores, truth)
-        m = ctx.metrics
-        print(
-            f"LDS {m['lds/mean']:.4f} [{m['lds/ci_low']:.4f}, {m['lds/ci_high']:.4f}]  "
-            f"{cfg.compressor.name} k={cfg.proj_dim}  compress {m.get('time/compress_s', 0.0):.2f}s  -> {ctx.run_dir}"
-        )
 
 
 def _describe(cfg: DictConfig, task) -> dict:

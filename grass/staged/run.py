@@ -7,6 +7,7 @@ from grass.staged.ifvp import run_ifvp
 from grass.staged.precondition import run_precondition
 from grass.staged.self_influence import run_self_influence
 from grass.stages.context import RunContext
+from grass.stages.run import LDS_STAGES
 
 STORE_STAGES = {"cache": run_cache, "precondition": run_precondition, "ifvp": run_ifvp,
                 "attribute": run_attribute_store, "self_influence": run_self_influence}
@@ -15,7 +16,7 @@ STORE_STAGES = {"cache": run_cache, "precondition": run_precondition, "ifvp": ru
 def store_stages(stage: str) -> list[str]:
     if stage == "all":
         return list(STORE_STAGES)
-    if stage in ("finetune", "selective_mask", "groundtruth", "lds"):  # pipeline=lds stages the store reads
+    if stage in set(LDS_STAGES) - set(STORE_STAGES):  # pipeline=lds stages whose artifacts the store reads
         raise GrassError(f"stage={stage!r} is not a stage of pipeline=store: run it with pipeline=lds and the same "
                          f"other overrides (the store stages then read what it made), or choose all or one of "
                          f"{list(STORE_STAGES)}")

@@ -46,7 +46,7 @@ def uses_learned_mask(cfg) -> bool:
     return "expected_fingerprint" in mask_node(cfg.compressor)
 
 
-NOT_IN_FINGERPRINT = ("n_heldout", "capture_budget_gb")  # settings that do not change the learned mask
+NOT_IN_FINGERPRINT = ("n_heldout", "capture_budget_gb", "dir")  # settings that do not change the learned mask
 
 
 def expected_mask_fingerprint(ctx: RunContext) -> dict:

@@ -45,10 +45,10 @@ def test_pipeline_run_writes_a_strict_metrics_json(compose_cfg, monkeypatch, tmp
     """An undefined LDS (NaN) reaches metrics.json as null; the stages themselves are stubbed out here."""
     import grass.pipeline
 
-    def stages(ctx, names):
+    def stages(ctx):
         ctx.metrics.update({"lds/mean": float("nan"), "damping/val_lds": {"1.0": float("nan")}})
 
-    monkeypatch.setattr(grass.pipeline, "_run_stages", stages)
+    monkeypatch.setitem(grass.pipeline.PIPELINES, "lds", (grass.pipeline.PIPELINES["lds"][0], stages))
     grass.pipeline.run(compose_cfg())
     (path,) = (tmp_path / "outputs").rglob("metrics.json")
     data = _strict(path.read_text())

@@ -12,9 +12,10 @@ from grass.data.subsets import validation_size
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.mlp import MLP
-from grass.pipeline import run, stages_to_run
+from grass.pipeline import run
 from grass.staged.run import store_stages
 from grass.stages.attribute_linear import build_layer_compressors
+from grass.stages.run import lds_stages
 from grass.tasks import make_task
 from grass.validate import min_queries, validate_config, validate_for_task
 
@@ -24,7 +25,7 @@ TINY_P = 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10  # experiment=tiny: MLP 64-3
 
 
 def _stages(cfg) -> list[str]:
-    return store_stages(cfg.stage) if cfg.pipeline == "store" else stages_to_run(cfg.stage)
+    return store_stages(cfg.stage) if cfg.pipeline == "store" else lds_stages(cfg.stage)
 
 
 def _validate(cfg) -> None:
@@ -54,8 +55,8 @@ def no_training(monkeypatch):
     def train(*args, **kwargs):
         raise AssertionError("work started before the bad setting was refused")
 
-    monkeypatch.setattr(grass.pipeline, "run_finetune", train)
-    monkeypatch.setattr(grass.pipeline, "run_store_stages", train)
+    for name, (stages, _) in list(grass.pipeline.PIPELINES.items()):
+        monkeypatch.setitem(grass.pipeline.PIPELINES, name, (stages, train))
 
 
 def _store(compose_cfg, *overrides):
@@ -268,5 +269,5 @@ def test_out_of_range_settings_are_refused_before_loading(compose_cfg, no_loadin
 def test_every_shipped_experiment_passes_at_every_stage(compose_cfg, experiment):
     cfg = compose_cfg(experiment=experiment)
     _validate(cfg)
-    for stage in store_stages("all") if cfg.pipeline == "store" else stages_to_run("all"):
+    for stage in store_stages("all") if cfg.pipeline == "store" else lds_stages("all"):
         _validate(compose_cfg(f"stage={stage}", experiment=experiment))

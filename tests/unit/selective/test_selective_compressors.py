@@ -11,6 +11,7 @@ from grass.compress.sjlt import SJLT
 from grass.errors import GrassError
 from grass.seeding import derive_seed
 from grass.selective.artifact import mask_fingerprint, mask_path, save_mask
+from grass.stages.selective import mask_node
 
 FP = mask_fingerprint("digits-mlp-abc", checkpoint=0, target="margin", learn={"lr": 0.01}, seed=0)
 
@@ -77,6 +78,12 @@ def test_required_mask_size():
     assert required_mask_size({k: v for k, v in gs.items() if k != "blowup"}, 1000, 64) == 256  # GraSS default 4
     with pytest.raises(GrassError, match="does not use a learned mask"):
         required_mask_size({"name": "grass", "_target_": "grass.compress.grass_compressor.GraSS"}, 1000, 64)
+
+
+@pytest.mark.parametrize("name", ["selective_mask", "grass_sm", "fact_sm", "factgrass_sm"])
+def test_one_key_sets_the_mask_folder_of_every_learned_mask_compressor(compose_cfg, tmp_path, name):
+    cfg = compose_cfg(f"compressor={name}", f"selective_mask.dir={tmp_path}/masks")
+    assert mask_node(cfg.compressor)["mask_dir"] == f"{tmp_path}/masks"
 
 
 @pytest.mark.parametrize("name,k_file", [("selective_mask", 16), ("grass_sm", 64)])
