@@ -56,14 +56,15 @@ SETTINGS = (
     ),
     BenchmarkSetting(
         "cifar2_resnet9", "resnet9",
-        requirements=(("name", ("cifar2",)),),
+        # grass/data/cifar2.py (branch resnet) loads dattri's rows: first cat/dog images of each split in file order
+        requirements=(("_target_", ("grass.data.cifar2.load_cifar2",)), ("classes", ("[3, 5]",))),
         n_train=5000, n_query=500,
-        dataset_hint="dataset=cifar2",
+        dataset_hint="dataset=cifar2 (CIFAR-10 cat and dog, from the hub or dataset.source=archive)",
         offline="experiment=fmnist2_resnet9_tiny (the offline ResNet-9 stand-in)",
     ),
     BenchmarkSetting(
         "maestro_musictransformer", "music_transformer",
-        requirements=(("name", ("maestro",)),),
+        requirements=(("_target_", ("grass.data.maestro.load_maestro",)),),  # dattri's windows and query set
         n_train=5000, n_query=178,
         dataset_hint="dataset=maestro",
         offline="experiment=music21_music_tiny (the offline music stand-in)",

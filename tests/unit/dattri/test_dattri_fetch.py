@@ -96,3 +96,42 @@ def test_a_model_config_that_differs_from_dattris_is_refused(tmp_path, mnist_idx
     make_benchmark(tmp_path / "mirror", images, labels)
     with pytest.raises(GrassError, match="does not fit model=mlp"):
         run(dattri_cfg(tmp_path / "mirror", "stage=finetune", "model.hidden=[128,32]"))
+
+
+def _bare_cfg(tmp_path, model: str, dataset: dict):
+    """Only the keys finetune.source=dattri reads, so the check does not depend on other config files."""
+    from omegaconf import OmegaConf
+
+    from grass.config import DattriConfig
+
+    return OmegaConf.create({
+        "model": {"name": model}, "dataset": dataset, "lds": {"num_subsets": 50, "subset_fraction": 0.5},
+        "tda": {"num_checkpoints": 10}, "paths": {"artifacts": str(tmp_path / "artifacts")},
+        "finetune": {"source": "dattri", "dattri": OmegaConf.structured(DattriConfig(cache_dir=str(tmp_path / "c")))},
+    })
+
+
+@pytest.mark.parametrize("model, dataset, files, instead", [
+    ("resnet9", {"name": "cifar2", "_target_": "grass.data.cifar2.load_cifar2", "classes": [3, 5], "n_train": 5000,
+                 "n_query": 500}, "cifar2_resnet9/cifar2_resnet9_half.zip", "experiment=fmnist2_resnet9_tiny"),
+    ("music_transformer", {"name": "maestro", "_target_": "grass.data.maestro.load_maestro", "n_train": 5000,
+                           "n_query": 178}, "maestro_musictransformer/lds/indices_lds.pt",
+     "experiment=music21_music_tiny"),
+])
+def test_each_setting_offline_names_its_files_and_the_stand_in(tmp_path, model, dataset, files, instead,
+                                                                no_connections):
+    from grass.dattri_bench.importer import preflight as dattri_preflight
+
+    with pytest.raises(GrassError) as info:
+        dattri_preflight(_bare_cfg(tmp_path, model, dataset), ["finetune"])
+    assert files in str(info.value) and instead in str(info.value)
+    dattri_preflight(_bare_cfg(tmp_path, model, dataset), ["attribute"])  # nothing to fetch: no error
+    assert no_connections == []
+
+
+def test_the_cifar2_stand_in_is_refused(tmp_path):
+    from grass.dattri_bench.importer import preflight as dattri_preflight
+
+    fmnist2 = {"name": "fmnist2", "_target_": "grass.data.fmnist2.load_fmnist2", "n_train": 5000, "n_query": 500}
+    with pytest.raises(GrassError, match="dataset=fmnist2 differs.*use dataset=cifar2"):
+        dattri_preflight(_bare_cfg(tmp_path, "resnet9", fmnist2), ["finetune"])

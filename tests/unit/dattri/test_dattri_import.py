@@ -1,5 +1,7 @@
 """finetune.source=dattri on a local mirror: dattri's subsets, models and ground truth land as grass artifacts."""
 
+import json
+
 import pytest
 import torch
 from dattri.benchmark.models.mlp import MLPMnist
@@ -91,3 +93,63 @@ def test_more_subsets_than_dattri_has_are_refused(tmp_path, mnist_idx, make_benc
     make_benchmark(tmp_path / "mirror", images, labels, count=4)
     with pytest.raises(GrassError, match="lds.num_subsets=6, but dattri's mnist_mlp has 4 subset models"):
         run(dattri_cfg(tmp_path / "mirror", "stage=finetune"))
+
+
+def _as_hub_cache(mirror, cache, commit="0123456789abcdef0123456789abcdef01234567"):
+    """Lay the mirror's files out as huggingface_hub's cache holds a dataset repo at revision main."""
+    repo = cache / "datasets--trais-lab--dattri-benchmark"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for path in mirror.rglob("*"):
+        if path.is_file():
+            target = snapshot / path.relative_to(mirror)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    return commit
+
+
+def test_files_in_the_hub_cache_are_used_offline(tmp_path, mnist_idx, make_benchmark, compose_cfg):
+    _, images, labels = mnist_idx
+    truth = make_benchmark(tmp_path / "mirror", images, labels)
+    commit = _as_hub_cache(tmp_path / "mirror", tmp_path / "cache")
+    cfg = compose_cfg("dataset=mnist_dattri", "dataset.source=idx", f"dataset.path={mnist_idx[0]}",
+                      "finetune.source=dattri", f"finetune.dattri.cache_dir={tmp_path / 'cache'}", "lds.num_subsets=6",
+                      "tda.num_checkpoints=2", "logger=none", "stage=finetune", experiment="mnist_mlp")
+    run(cfg)
+    torch.testing.assert_close(load_artifact(groundtruth_path(cfg))["margins"], truth["targets"])
+    source = json.loads((dattri.models_dir(cfg) / "dattri_source.json").read_text())
+    assert source["commit"] == commit and source["subset_models"] == 6
+    assert source["files"]["models"]["name"] == "mnist_mlp/mnist_mlp_half.zip"
+
+
+def test_missing_files_are_downloaded_into_the_cache(tmp_path, mnist_idx, make_benchmark, compose_cfg, monkeypatch):
+    import huggingface_hub
+
+    from grass.dattri_bench import fetch
+
+    _, images, labels = mnist_idx
+    truth = make_benchmark(tmp_path / "mirror", images, labels)
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(fetch, "hub_unreachable", lambda repo, timeout_s: None)
+    downloads = []
+    real = huggingface_hub.hf_hub_download
+
+    def fake_download(repo_id, filename, *, local_files_only=False, **kw):  # the hub, served from the mirror
+        if local_files_only:
+            return real(repo_id, filename, local_files_only=True, **kw)
+        downloads.append((repo_id, filename, kw["revision"], kw["repo_type"]))
+        target = tmp_path / "downloaded" / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((tmp_path / "mirror" / filename).read_bytes())
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    cfg = compose_cfg("dataset=mnist_dattri", "dataset.source=idx", f"dataset.path={mnist_idx[0]}",
+                      "finetune.source=dattri", f"finetune.dattri.cache_dir={tmp_path / 'cache'}", "lds.num_subsets=6",
+                      "tda.num_checkpoints=2", "logger=none", "stage=finetune", experiment="mnist_mlp")
+    run(cfg)
+    assert sorted(d[1] for d in downloads) == sorted(dattri.setting_for(cfg).files().values())
+    assert {(d[0], d[2], d[3]) for d in downloads} == {("trais-lab/dattri-benchmark", "main", "dataset")}
+    torch.testing.assert_close(load_artifact(groundtruth_path(cfg))["margins"], truth["targets"])
