@@ -46,11 +46,12 @@ def benchmark_files(cfg: DictConfig, setting: BenchmarkSetting, download: bool) 
     offline = offline_vars()
     why = f"{'/'.join(offline)}=1 is set" if offline else hub_unreachable(d.repo, timeout_s=float(d.timeout_s))
     if why:
+        online = f"unset {' '.join(offline)} and rerun" if offline else "rerun where huggingface.co is reachable"
         raise GrassError(
             f"finetune.source=dattri could not fetch {', '.join(missing)} from the Hugging Face dataset "
-            f"{d.repo}@{d.revision}: {why}, and they are not in the cache {d.cache_dir}. With network: unset the "
-            f"offline variables and rerun; air-gapped: copy the files, laid out as in the repo, into a folder and add "
-            f"finetune.dattri.mirror=<folder>; without them: finetune.source=grass, e.g. {setting.offline}")
+            f"{d.repo}@{d.revision}: {why}, and they are not in the cache {d.cache_dir}. To download them: {online}; "
+            f"air-gapped: copy the files, laid out as in the repo, into a folder and add "
+            f"finetune.dattri.mirror=<folder>; offline without them: finetune.source=grass, e.g. {setting.offline}")
     if not download:
         return None
     return {role: path or _download(d, files[role]) for role, path in found.items()}
