@@ -31,6 +31,7 @@ class BenchmarkSetting:
     requirements: tuple  # ((dataset key, allowed values), ...): the rows dattri's models saw
     n_train: int
     n_query: int
+    rows: str  # the rows dattri's models saw, in words
     dataset_hint: str  # the dataset override that meets the requirements
     offline: str  # what to run instead without the files
     key_map: tuple = ()  # ((dattri state-dict key prefix, grass prefix), ...); () = same keys
@@ -49,6 +50,7 @@ SETTINGS = (
         requirements=(("_target_", ("grass.data.mnist.load_mnist",)), ("source", ("hub", "idx")),
                       ("layout", ("train_test",))),
         n_train=5000, n_query=500,
+        rows="the first 5000 train and first 500 test digits of MNIST, in file order",
         dataset_hint="dataset=mnist_dattri (the hub's MNIST; air-gapped: add dataset.source=idx "
                      "dataset.path=<folder with the MNIST IDX files>)",
         offline="experiment=mnist_mlp (grass-trained models on the offline digits)",
@@ -59,6 +61,7 @@ SETTINGS = (
         # grass/data/cifar2.py (branch resnet) loads dattri's rows: first cat/dog images of each split in file order
         requirements=(("_target_", ("grass.data.cifar2.load_cifar2",)), ("classes", ("[3, 5]",))),
         n_train=5000, n_query=500,
+        rows="the first 5000 train and first 500 test cat/dog images of CIFAR-10, in file order",
         dataset_hint="dataset=cifar2 (CIFAR-10 cat and dog, from the hub or dataset.source=archive)",
         offline="experiment=fmnist2_resnet9_tiny (the offline ResNet-9 stand-in)",
     ),
@@ -66,6 +69,7 @@ SETTINGS = (
         "maestro_musictransformer", "music_transformer",
         requirements=(("_target_", ("grass.data.maestro.load_maestro",)),),  # dattri's windows and query set
         n_train=5000, n_query=178,
+        rows="dattri's first 5000 MAESTRO train windows and its 178 generated-music query windows",
         dataset_hint="dataset=maestro",
         offline="experiment=music21_music_tiny (the offline music stand-in)",
         classifier=False,
@@ -98,8 +102,7 @@ def check_dataset(cfg: DictConfig, setting: BenchmarkSetting) -> None:
     if wrong:
         raise GrassError(
             f"finetune.source=dattri ({setting.identifier}) needs the rows dattri's models were trained and scored "
-            f"on: the first {setting.n_train} train and first {setting.n_query} test examples in file order; "
-            f"dataset={data.get('name')} differs: {'; '.join(wrong)}; use {setting.dataset_hint}")
+            f"on, {setting.rows}; dataset={data.get('name')} differs: {'; '.join(wrong)}; use {setting.dataset_hint}")
 
 
 def finetune_identity(finetune: dict) -> dict:
