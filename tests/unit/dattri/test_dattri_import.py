@@ -72,6 +72,9 @@ def test_dattri_models_never_mix_with_grass_models(compose_cfg, tmp_path):
     moved = compose_cfg(*base, "finetune.source=dattri", f"finetune.dattri.mirror={tmp_path}",
                         f"finetune.dattri.cache_dir={tmp_path}/c", "finetune.epochs=3", experiment="mnist_mlp")
     assert len({run_name(grass), run_name(ours), run_name(other_rev)}) == 3
+    # grass-trained runs (and their models' key) ignore the dattri keys: run folders from before stay valid
+    assert run_name(compose_cfg(*base, "finetune.dattri.revision=abc123", experiment="mnist_mlp")) == run_name(grass)
+    assert "source" not in dattri.finetune_identity(dict(grass.finetune))
     assert run_name(moved) == run_name(ours)  # where the files come from and grass's recipe change nothing
     assert dattri.models_dir(ours) != dattri.models_dir(other_rev)
     assert dattri.models_dir(moved) == dattri.models_dir(ours)
