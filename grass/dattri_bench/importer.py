@@ -79,6 +79,7 @@ def dattri_groundtruth(ctx, path: Path, settings: dict) -> torch.Tensor:
 def import_benchmark(ctx, groundtruth_settings: dict) -> None:
     """Fetch (or read the cache / mirror) and write the artifacts above; skips when they are all there."""
     cfg = ctx.cfg
+    ctx.metrics.update({"finetune/source": "dattri", "finetune/dattri_revision": str(cfg.finetune.dattri.revision)})
     if all(artifact_ready(p) for p in wanted(cfg)):
         log.info("dattri: %s already imported", ctx.models_dir())
         ctx.metrics["finetune/models_trained"] = 0

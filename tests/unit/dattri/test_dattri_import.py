@@ -25,6 +25,7 @@ def imported(tmp_path, mnist_idx, make_benchmark, dattri_cfg):
     cfg = dattri_cfg(tmp_path / "mirror", "stage=finetune")
     metrics = run(cfg)
     assert metrics["finetune/models_imported"] == 6 + 2 and metrics["finetune/models_trained"] == 0
+    assert metrics["finetune/source"] == "dattri"
     return cfg, truth
 
 
