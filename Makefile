@@ -53,6 +53,10 @@ table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|
 staged-smollm2: setup corpus  ## pipeline=store on the real SmolLM2-135M offline: cache, precondition, ifvp, attribute (prompt report), self_influence
 	$(PY) run.py experiment=smollm2_staged stage=all paths.root=$(ROOT) $(ARGS)
 
+.PHONY: dattri-mnist
+dattri-mnist: setup  ## MLP + MNIST on the paper's own models and ground truth (dattri's benchmark; needs the hub once); its own outputs/mnist_mlp_dattri/
+	$(PY) run.py experiment=mnist_mlp dataset=mnist_dattri finetune.source=dattri experiment_name=mnist_mlp_dattri paths.root=$(ROOT) $(ARGS)
+
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
 

@@ -50,6 +50,7 @@ Target = choice("Target", "margin", "loss")
 DampingKind = choice("DampingKind", "absolute", "relative", "none")
 LoggerBackend = choice("LoggerBackend", "wandb", "csv", "none")
 WandbMode = choice("WandbMode", "offline", "online", "disabled")
+FinetuneSource = choice("FinetuneSource", "grass", "dattri")
 
 
 @dataclass
@@ -59,7 +60,20 @@ class PathsConfig:
 
 
 @dataclass
+class DattriConfig:
+    """finetune.source=dattri: where dattri's benchmark models and LDS ground truth come from (grass/dattri_bench)."""
+
+    repo: str = "trais-lab/dattri-benchmark"  # Hugging Face dataset repo
+    revision: str = "main"  # branch, tag or commit of the repo; part of the models key
+    mirror: Optional[str] = None  # a local folder laid out like the repo (air-gapped): no hub, no cache
+    cache_dir: str = "${paths.artifacts}/dattri"  # huggingface_hub cache of the downloads
+    timeout_s: float = 5.0  # hub reachability probe before any download
+
+
+@dataclass
 class FinetuneConfig:
+    source: FinetuneSource = FinetuneSource.grass  # grass: train the models here | dattri: the paper's own (download)
+    dattri: DattriConfig = field(default_factory=DattriConfig)
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3

@@ -15,6 +15,7 @@ import json
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from grass.dattri_bench.settings import finetune_identity
 from grass.errors import GrassError
 from grass.fingerprint import normalize
 from grass.hardware import training_recipe
@@ -39,6 +40,7 @@ def result_settings(cfg) -> dict:
     for group, keys in NOT_RESULT_SUBKEYS.items():
         if isinstance(out.get(group), dict):
             out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    out["finetune"] = finetune_identity(out["finetune"])  # source=grass: as before; dattri: repo and revision
     if out.get("pipeline") != "store":
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):

@@ -24,6 +24,8 @@ from grass.capture.flat import num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
 from grass.data.subsets import validation_size
+from grass.dattri_bench.importer import preflight as dattri_preflight
+from grass.dattri_bench.settings import uses_dattri
 from grass.errors import GrassError
 from grass.hardware import check_training_hardware
 from grass.run_settings import uses_proj_dim
@@ -47,6 +49,8 @@ WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chun
 def validate_config(cfg: DictConfig, stages: list[str]) -> None:
     """Checks that need only the config; GrassError on the first bad setting."""
     _check_common(cfg)
+    if uses_dattri(cfg):  # the paper's models: setting, data rows, and the files reachable before any loading
+        dattri_preflight(cfg, stages)
     if cfg.pipeline == "store":
         _check_store(cfg)
     else:

