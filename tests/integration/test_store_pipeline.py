@@ -206,8 +206,8 @@ def test_store_pipeline_input_errors(store_cfg, tmp_path):
         run(store_cfg("s", "stage=selective_mask"))
     with pytest.raises(ConfigCompositionException):  # a name no pipeline has fails when the config is composed
         store_cfg("s", "stage=score")
-    with pytest.raises(GrassError, match="whole-model gradients, which grass computes for classifiers only"):
-        run(store_cfg("s", "compressor=sjlt"))
+    with pytest.raises(GrassError, match="hardware.grad_memory_gb=1e-09 does not hold one example"):
+        run(store_cfg("s", "compressor=sjlt", "hardware.grad_memory_gb=1e-9"))
     with pytest.raises(GrassError, match="worker='2/2'"):
         run(store_cfg("s", "stage=cache", "worker=2/2"))
     with pytest.raises(GrassError, match="no feature store"):

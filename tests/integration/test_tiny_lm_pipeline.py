@@ -36,9 +36,22 @@ def test_lm_layer_patterns_select_blocks(compose_cfg, corpus):
     assert metrics["compress/layers"] == 1 and list(metrics["compress/sides"]) == ["lm_head"]
 
 
-def test_lm_with_flat_compressor_is_a_clear_error(compose_cfg, corpus):
-    with pytest.raises(GrassError, match="factorized compressor"):
-        run(_cfg(compose_cfg, corpus, "compressor=sjlt"))
+def test_lm_flat_compressors_run(compose_cfg, corpus):
+    """Whole-model gradients of the LM block margin (torch.func over the HF model): TRAK with its weights
+    1 - exp(logp), and a flat learned mask (grass_sm) learned from the LM's flat gradients, same models."""
+    sjlt = run(_cfg(compose_cfg, corpus, "compressor=sjlt", "tda=trak", "hardware.grad_memory_gb=0.05"))
+    assert math.isfinite(sjlt["lds/mean"]) and sjlt["compress/out_dim"] == 64
+    sm = ("selective_mask.n_rows=30", "selective_mask.n_heldout=10", "selective_mask.epochs=5",
+          "selective_mask.log_every=5", "selective_mask.early_stop=-1")
+    learned = run(_cfg(compose_cfg, corpus, "compressor=grass_sm", *sm))
+    assert learned["finetune/models_trained"] == 0  # the same models
+    assert math.isfinite(learned["lds/mean"]) and -1 <= learned["selective/heldout_spearman_learned"] <= 1
+    assert learned["model/num_params"] == sjlt["model/num_params"]
+
+
+def test_lm_flat_gradient_memory_budget_too_small_is_a_clear_error(compose_cfg, corpus):
+    with pytest.raises(GrassError, match="hardware.grad_memory_gb=1e-09 does not hold one example"):
+        run(_cfg(compose_cfg, corpus, "compressor=sjlt", "hardware.grad_memory_gb=1e-9"))
 
 
 def test_lm_with_trak_is_a_clear_error(compose_cfg, corpus):

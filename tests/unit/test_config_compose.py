@@ -203,3 +203,31 @@ def test_group_files_list_only_what_differs_and_inherit_the_schema_defaults(comp
 
     node = OmegaConf.to_container(compose_cfg(f"{group}={option}")[group], throw_on_missing=True)
     assert {k: node[k] for k in expected} == expected
+
+
+FLAT_COMPRESSORS = [
+    n for n in options("compressor") if "kind: factorized" not in (CONF / "compressor" / f"{n}.yaml").read_text()
+]
+
+
+@pytest.mark.parametrize("name", FLAT_COMPRESSORS)
+def test_flat_compressors_compose_on_a_language_model(compose_cfg, name):
+    """Every flat compressor passes the up-front checks on experiment=tiny_lm (whole-model gradients of the LM
+    margin, grass.capture.flat) and builds for that model's p (learned masks: refused until learned)."""
+    from grass.capture.flat import num_params
+    from grass.pipeline import preflight
+    from grass.validate import check_proj_dim
+
+    cfg = compose_cfg(f"compressor={name}", experiment="tiny_lm")
+    assert not is_factorized(cfg.compressor)
+    assert "attribute" in preflight(cfg)
+    with torch.device("meta"):
+        model = build_lm(cfg.model, vocab_size=200)
+    check_proj_dim(cfg, model)
+    p = num_params(model)
+    if uses_learned_mask(cfg):
+        with pytest.raises(GrassError, match="stage=selective_mask"):
+            build_compressor(cfg.compressor, in_dim=p, out_dim=cfg.proj_dim, seed=0)
+        return
+    comp = build_compressor(cfg.compressor, in_dim=p, out_dim=cfg.proj_dim, seed=0)
+    assert comp(torch.randn(2, p)).shape[0] == 2

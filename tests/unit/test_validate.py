@@ -221,14 +221,18 @@ def test_store_damping_chosen_on_validation_needs_queries_with_ground_truth(comp
         run(_store(compose_cfg, "store.model=checkpoint", "damping_grid=[]"))
 
 
-def test_store_pipeline_refuses_flat_compressors_on_text_before_training(compose_cfg, no_training, tmp_path):
+def test_flat_gradients_that_do_not_fit_the_memory_budget_are_refused_before_training(compose_cfg, no_training,
+                                                                                        tmp_path):
+    """Flat compressors run on text too; a grad_memory_gb that holds no example's gradient fails up front."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     words = "the sister wrote a letter to her brother every morning and walked home in the evening".split()
     (corpus / "doc.txt").write_text(" ".join(words[i % len(words)] for i in range(6000)) + ".")
-    with pytest.raises(GrassError, match="compressor=sjlt compresses whole-model gradients, which grass computes for "
-                                         "classifiers only"):
-        run(_store(compose_cfg, "compressor=sjlt", f"dataset.path={corpus}"))
+    with pytest.raises(GrassError, match=r"hardware.grad_memory_gb=1e-06 does not hold one example's whole-model "
+                                         r"gradient: p = \d+ parameters"):
+        run(_store(compose_cfg, "compressor=sjlt", f"dataset.path={corpus}", "hardware.grad_memory_gb=1e-6"))
+    with pytest.raises(GrassError, match="hardware.grad_memory_gb=1e-06 does not hold one example"):
+        run(compose_cfg("compressor=sjlt", "hardware.grad_memory_gb=1e-6"))  # the MNIST MLP, pipeline=lds
 
 
 def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cfg, no_loading):
@@ -252,6 +256,8 @@ def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cf
     ("hardware.devices=0", "hardware.devices=0: give a count >= 1"),
     ("proj_dim=0", "proj_dim=0 is not allowed: proj_dim must be positive"),
     ("hardware.grad_batch_size=0", "hardware.grad_batch_size=0 is not allowed: an integer >= 1"),
+    ("hardware.grad_memory_gb=0", "hardware.grad_memory_gb=0.0 is not allowed: null or a finite number of GB > 0"),
+    ("hardware.grad_memory_factor=0.5", "hardware.grad_memory_factor=0.5 is not allowed: a finite number >= 1"),
     # pipeline=store settings (checked on that pipeline)
     ("store.chunk_size=0", "store.chunk_size=0 is not allowed: an integer >= 1"),
     ("store.damping=0", "store.damping=0.0 is not allowed: a finite number > 0"),
