@@ -74,7 +74,9 @@ def _collect(ctx: RunContext, capture: LinearCapture, timed: dict, side: str) ->
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in timed}
     batches = ctx.task.batches(side, batch_size, ctx.device)
     with ctx.timed(f"time/capture_{side}_s"):
-        for batch in tqdm(batches, total=-(-n // batch_size), desc=f"{side} capture", unit="batch"):
+        # inner bar: cleared when done, and off when stderr is not a terminal (logs keep only the outer bar)
+        for batch in tqdm(batches, total=-(-n // batch_size), desc=f"{side} capture", unit="batch", leave=False,
+                          disable=None):
             for name, rows in capture.capture(batch).items():
                 parts[name].append(rows.detach())
     return {name: torch.cat(rows) for name, rows in parts.items()}
