@@ -7,6 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+import grass
+from grass.data.text import lm_batch
+from grass.instantiate import instantiate_node
+from grass.models.causal_lm import hub_causal_lm
+
 REPO = Path(__file__).resolve().parents[2]
 
 NET = '''
@@ -47,10 +54,31 @@ def test_custom_classifier_with_its_own_arguments(tmp_path):
     assert json.loads(metrics.read_text())["run/model"] == "TwoLayerNet"
 
 
-def test_hf_causal_lm_from_a_local_folder(tmp_path, tiny_llama_dir, corpus):
+def test_hf_causal_lm_from_a_local_folder_and_the_api_agrees(tmp_path, tiny_llama_dir, corpus, compose_cfg):
+    """run.py on a saved Llama folder; then the Python API on the CLI's fine-tuned checkpoint, the same blocks, seed
+    and chosen damping gives the CLI's scores (the LM quickstart's calls)."""
     root = tmp_path / "out"
-    res = _cli("experiment=tiny_lm", "model=hf_causal_lm", f"model.name_or_path={tiny_llama_dir}",
-               f"dataset.path={corpus}", f"paths.root={root}", "lds.num_subsets=4")
+    overrides = ("model=hf_causal_lm", f"model.name_or_path={tiny_llama_dir}", f"dataset.path={corpus}",
+                 "lds.num_subsets=4", "save_scores=true")
+    res = _cli("experiment=tiny_lm", f"paths.root={root}", *overrides)
     assert _last_line(res).startswith("LDS ")
-    (metrics,) = (root / "tiny_lm" / "local_text-tiny-llama").glob("*/metrics.json")
-    assert json.loads(metrics.read_text())["run/model"] == "tiny-llama"
+    (run_dir,) = (p.parent for p in (root / "tiny_lm" / "local_text-tiny-llama").glob("*/metrics.json"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run/model"] == "tiny-llama"
+
+    cli = torch.load(run_dir / "scores.pt")["scores"]
+    (models_dir,) = (root / "artifacts" / "models").glob("local_text-tiny-llama-*")
+    model = hub_causal_lm(str(tiny_llama_dir), dtype="float32")  # the user's own copy, with the CLI's weights
+    model.load_state_dict(torch.load(models_dir / "checkpoint_000.pt"))
+    cfg = compose_cfg(*overrides, experiment="tiny_lm")
+    data = instantiate_node(cfg.dataset, "dataset")  # the same blocks the CLI attributed
+
+    def blocks(ids, mask):
+        return [lm_batch(ids[i:i + 8], mask[i:i + 8]) for i in range(0, len(ids), 8)]
+
+    attributor = grass.Attributor(grass.CausalLMTask(model), compressor="factgrass", proj_dim=cfg.proj_dim,
+                                  tda="if_efim", damping=metrics["damping/chosen"], seed=cfg.seed, device="cpu",
+                                  progress=False)
+    scores = attributor.cache(blocks(data.train_ids, data.train_mask)).attribute(blocks(data.query_ids,
+                                                                                        data.query_mask))
+    torch.testing.assert_close(scores, cli, rtol=1e-4, atol=1e-6 * float(cli.abs().max()))
