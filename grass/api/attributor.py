@@ -15,8 +15,9 @@ for TRAK).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from grass.api.configs import group_node
 from grass.api.tasks import AttributionTask
 from grass.attribute.blockwise import BlockwiseAttributor
-from grass.attribute.sources import FLAT_BLOCK, InMemoryFeatures
+from grass.attribute.sources import FLAT_BLOCK, FeatureSource, InMemoryFeatures, StoreFeatures
 from grass.attribute.streamed import StreamedAttributor, apply_inverses
 from grass.capture.flat import flat_grads, num_params, true_class_probs
 from grass.capture.linear import LinearCapture
@@ -36,6 +37,7 @@ from grass.instantiate import instantiate_node
 from grass.seeding import derive_seed
 from grass.stages.attribute_linear import layer_compressors
 from grass.stages.selective import mask_node
+from grass.store import FeatureStore
 
 
 @dataclass
@@ -45,8 +47,13 @@ class _Checkpoint:
     model: nn.Module
     featurize: object  # batch on device -> {block: [B, K_block]}
     num_params: int
-    train: dict[str, Tensor] = field(default_factory=dict)
+    train: dict[str, Tensor] = field(default_factory=dict)  # in memory (empty when a store holds them)
+    store: FeatureStore | None = None  # cache(..., store_dir=...): the features on disk, shard by shard
     weight: Tensor | None = None  # TRAK's Q = 1 - p(y | x) [n_train], else None
+
+    def source(self, query: Mapping[str, Tensor] | None = None) -> FeatureSource:
+        """The train features (and `query` {block: [m, K]}) as a grass.attribute.sources FeatureSource."""
+        return StoreFeatures(self.store, query) if self.store is not None else InMemoryFeatures(self.train, query)
 
 
 class Attributor:
@@ -123,28 +130,68 @@ class Attributor:
             return {FLAT_BLOCK: comp(flat_grads(model, x, y, self.output, self.grad_chunk_size).to(self.device)).cpu()}
         return flat
 
-    def _features(self, ckpt: _Checkpoint, loader: Iterable, what: str) -> dict[str, Tensor]:
-        parts: dict[str, list[Tensor]] = {}
+    def _batches(self, ckpt: _Checkpoint, loader: Iterable, what: str) -> Iterator[dict[str, Tensor]]:
+        """{block: [B, K]} per batch of the loader, in order, with a progress bar (cleared when done)."""
         total = len(loader) if hasattr(loader, "__len__") else None
         for batch in tqdm(loader, total=total, desc=what, unit="batch", leave=False, disable=not self.progress):
-            for name, rows in ckpt.featurize(self.task.to_device(batch, self.device)).items():
-                parts.setdefault(name, []).append(rows)
+            yield ckpt.featurize(self.task.to_device(batch, self.device))
+
+    def _features(self, ckpt: _Checkpoint, loader: Iterable, what: str) -> dict[str, Tensor]:
+        parts: dict[str, list[Tensor]] = {}
+        for rows in self._batches(ckpt, loader, what):
+            for name, x in rows.items():
+                parts.setdefault(name, []).append(x)
         if not parts:
             raise GrassError(f"{what}: the loader yielded no batches")
         return {name: torch.cat(rows) for name, rows in parts.items()}
 
-    def cache(self, train_loader: Iterable) -> "Attributor":
-        """Compress every train example's gradient under every checkpoint and keep the features in memory.
+    def _write_store(self, ckpt: _Checkpoint, loader: Iterable, folder: Path, n_train: int, chunk_size: int,
+                     what: str) -> FeatureStore:
+        """Stream the loader's features into a grass.store FeatureStore at `folder`, one shard per chunk_size rows."""
+        store, buffer, start, chunk_id = None, None, 0, 0
+        settings = {"compressor": self.compressor, "proj_dim": self.proj_dim, "seed": self.seed,
+                    "output": self.output, "layers": self.layers, "num_params": ckpt.num_params}
+        for rows in self._batches(ckpt, loader, what):
+            if store is None:  # the blocks and widths are known once the first batch is featurized
+                store = FeatureStore(folder, settings, {k: int(v.shape[1]) for k, v in rows.items()}, n_train,
+                                     chunk_size=chunk_size)
+            buffer = rows if buffer is None else {k: torch.cat([buffer[k], x]) for k, x in rows.items()}
+            while start < n_train and len(next(iter(buffer.values()))) >= min(chunk_size, n_train - start):
+                stop = min(start + chunk_size, n_train)
+                store.write(0, chunk_id, (start, stop), {k: x[:stop - start] for k, x in buffer.items()})
+                buffer = {k: x[stop - start:] for k, x in buffer.items()}
+                start, chunk_id = stop, chunk_id + 1
+        seen = start + (0 if buffer is None else len(next(iter(buffer.values()))))
+        if seen != n_train:
+            raise GrassError(f"{what}: the loader yielded {seen} examples, n_train={n_train} expected")
+        return store
+
+    def cache(self, train_loader: Iterable, store_dir: str | Path | None = None, n_train: int | None = None,
+              chunk_size: int = 1024) -> "Attributor":
+        """Compress every train example's gradient under every checkpoint and keep the features.
 
         train_loader: an iterable of batches in the task's format (a DataLoader without shuffling: row i of the
-        scores is the i-th example it yields). Returns self. Features: {block: [n_train, K]} per checkpoint.
+        scores is the i-th example it yields). Returns self. Features: {block: [n_train, K]} per checkpoint, in
+        memory, or with store_dir in grass.store feature stores (<store_dir>/checkpoint_<c>/, shards of chunk_size
+        rows, checksummed; rewritten by every call; a folder made with other settings is refused), so that only
+        one chunk is in memory at a time. n_train: the number of examples, needed with store_dir when the loader
+        has no `dataset` to count.
         """
         self._checkpoints = []
         count = len(self.task.models)
+        if store_dir is not None and n_train is None:
+            if not hasattr(getattr(train_loader, "dataset", None), "__len__"):
+                raise GrassError("cache(store_dir=...) needs n_train= (the loader has no dataset to count)")
+            n_train = len(train_loader.dataset)
         for c, model in enumerate(self.task.models):
             model = model.to(self.device).eval()
             ckpt = _Checkpoint(model, self._featurizer(model, c), num_params(model))
-            ckpt.train = self._features(ckpt, train_loader, f"train features {c + 1}/{count}")
+            what = f"train features {c + 1}/{count}"
+            if store_dir is None:
+                ckpt.train = self._features(ckpt, train_loader, what)
+            else:
+                ckpt.store = self._write_store(ckpt, train_loader, Path(store_dir) / f"checkpoint_{c}", int(n_train),
+                                               int(chunk_size), what)
             if self.damping_kind == "absolute":
                 ckpt.weight = torch.cat([1.0 - true_class_probs(model, *self.task.to_device(b, self.device))
                                          for b in train_loader])
@@ -155,7 +202,7 @@ class Attributor:
     def n_train(self) -> int:
         """Cached train examples."""
         self._require_cache()
-        return int(next(iter(self._checkpoints[0].train.values())).shape[0])
+        return self._checkpoints[0].source().n_train
 
     def _require_cache(self) -> None:
         if not self._checkpoints:
@@ -169,6 +216,8 @@ class Attributor:
         (TRAK: times the mean Q weights), as the CLI's attribute stage does.
         """
         self._require_cache()
+        if self._checkpoints[0].store is not None:
+            return self._streamed_scores(query_loader)
         make = lambda: instantiate_node(self.tda["attributor"], "tda.attributor")  # noqa: E731
         attributor = BlockwiseAttributor(make) if self.factorized else make()
         for c, ckpt in enumerate(self._checkpoints):
@@ -180,24 +229,50 @@ class Attributor:
                 attributor.add_source(source, train_weight=ckpt.weight, num_params=ckpt.num_params)
         return attributor.scores(self.damping).cpu()
 
+    def _row_weight(self) -> Tensor:
+        """w [n_train] float64 of every checkpoint's rows: 1 / C, times TRAK's mean Q (as pipeline=store weights)."""
+        count = len(self._checkpoints)
+        weight = torch.full((self.n_train,), 1.0 / count, dtype=torch.float64)
+        if self.damping_kind == "absolute":
+            weight = weight * sum(ckpt.weight.double() for ckpt in self._checkpoints) / count
+        return weight
+
+    def _streamed_scores(self, query_loader: Iterable) -> Tensor:
+        """Scores from stored train features, one pass over the shards per checkpoint (grass.attribute.streamed,
+        pipeline=store's math: equal to the in-memory scores up to float rounding)."""
+        weight, total = self._row_weight(), None
+        for c, ckpt in enumerate(self._checkpoints):
+            query = self._features(ckpt, query_loader, f"query features {c + 1}/{len(self._checkpoints)}")
+            source = ckpt.source(query)
+            if self.damping_kind == "none":
+                part = torch.zeros(source.n_train, next(iter(query.values())).shape[0])
+                for chunk in source.train_chunks():
+                    rows = weight[chunk.start:chunk.stop, None].float()
+                    for name, x in chunk.features.items():
+                        part[chunk.start:chunk.stop] += rows * (x.float() @ query[name].float().T)
+            else:
+                part = StreamedAttributor(source, self.damping_kind, ckpt.num_params, weight).scores(self.damping)
+            total = part if total is None else total + part
+        return total
+
     def self_influence(self) -> Tensor:
         """<phi_i, P phi_i> averaged over checkpoints for every cached train example: [n_train] float32 (CPU).
 
         P is the tda's damped preconditioner per block (identity for grad_dot); TRAK weights row i by mean Q_i.
         The same math as pipeline=store's self_influence stage (grass.attribute.streamed)."""
         self._require_cache()
-        count = len(self._checkpoints)
-        weight = torch.full((self.n_train,), 1.0 / count, dtype=torch.float64)
-        if self.damping_kind == "absolute":
-            weight = weight * sum(ckpt.weight.double() for ckpt in self._checkpoints) / count
+        weight = self._row_weight()
         total = torch.zeros(self.n_train, dtype=torch.float64)
         for ckpt in self._checkpoints:
+            source = ckpt.source()
             if self.damping_kind == "none":
-                total += sum((x.double() ** 2).sum(dim=1) for x in ckpt.train.values()) * weight
+                for chunk in source.train_chunks():
+                    total[chunk.start:chunk.stop] += weight[chunk.start:chunk.stop] * sum(
+                        (x.double() ** 2).sum(dim=1) for x in chunk.features.values())
                 continue
-            fitted = StreamedAttributor(InMemoryFeatures(ckpt.train), self.damping_kind, ckpt.num_params)
+            fitted = StreamedAttributor(source, self.damping_kind, ckpt.num_params)
             inverses = fitted.inverses(self.damping)
-            for chunk in fitted.source.train_chunks():
+            for chunk in source.train_chunks():
                 psi = apply_inverses(chunk.features, inverses, weight[chunk.start:chunk.stop])
                 total[chunk.start:chunk.stop] += sum((psi[b].double() * chunk.features[b].double()).sum(dim=1)
                                                      for b in psi)
