@@ -88,7 +88,7 @@ def iter_flat_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: 
     starts = range(0, n, batch_size)
     if progress:
         starts = tqdm(starts, desc=progress if isinstance(progress, str) else "flat grads",
-                      total=len(starts), unit="batch", leave=False, disable=None)  # off in logs (not a tty)
+                      total=len(starts), unit="batch", leave=False)
     for s in starts:
         yield s, flat_grads(model, x[s:s + batch_size], y[s:s + batch_size], target,
                             chunk_size=chunk_size, index_offset=s)
