@@ -13,6 +13,7 @@ from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import build_classifier, build_lm
+from grass.run_settings import tracker_name
 from grass.stages.selective import uses_learned_mask
 from grass.track import Tracker
 
@@ -154,7 +155,7 @@ def test_models_build(compose_cfg, name, request):
         with pytest.raises(GrassError, match="model.target"):
             build_classifier(cfg.model, data)
         cfg = compose_cfg("model=custom", "model.target=grass.models.mlp.MLP", "+model.hidden=[8]")
-        assert cfg.model.name == "MLP"
+        assert cfg.model.name == "MLP" and tracker_name(cfg).startswith("tiny/digits-MLP/")
     logits = build_classifier(cfg.model, data)(data.x_train[:3])
     assert logits.shape == (3, data.num_classes)
 
