@@ -129,7 +129,7 @@ def test_datasets_load_or_say_why(compose_cfg, name, tmp_path):
 
 
 HUB_LMS = ("gpt2", "llama3_8b", "hf_causal_lm")  # need the hub or a folder: the error says how to point at one
-LMS = ("gpt2_tiny", "gpt2_micro", "smollm2_135m", *HUB_LMS)
+LMS = ("gpt2_tiny", "gpt2_micro", "gpt2_tiny256", "smollm2_135m", *HUB_LMS)
 
 
 @pytest.mark.parametrize("name", options("model"))
