@@ -1,3 +1,16 @@
-"""grass: scalable training-data attribution with gradient sparsification and sparse projection."""
+"""grass: scalable training-data attribution with gradient sparsification and sparse projection.
+
+Python API (imported on first use, so `import grass` stays light for the CLI):
+    grass.Attributor, grass.ClassifierTask, grass.CausalLMTask, grass.AttributionTask (grass.api).
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Attributor", "AttributionTask", "CausalLMTask", "ClassifierTask"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        import grass.api
+
+        return getattr(grass.api, name)
+    raise AttributeError(f"module 'grass' has no attribute {name!r}")

@@ -228,6 +228,13 @@ def run_suffix(pipeline: str, stage: str, worker: str) -> str:
     return f"/{stage}" + ("" if str(worker) in ("0/1", "") else "-w" + str(worker).replace("/", "of"))
 
 
+def last_part(value, sep: str, default: str) -> str:
+    """`${grass_last_part:${model.target},.,custom}`: the text after the last `sep` ("mypkg.models.Net" -> "Net",
+    "org/SmolLM2-135M" -> "SmolLM2-135M", a trailing "/" ignored), `default` when the value is null or empty."""
+    text = "" if value is None else str(value).rstrip(sep)
+    return text.rsplit(sep, 1)[-1] or default
+
+
 def register_configs() -> None:
     """Register the schema and resolvers; idempotent, called by every entry point before Hydra composes."""
     ConfigStore.instance().store(name="grass_schema", node=GrassConfig)
@@ -237,3 +244,7 @@ def register_configs() -> None:
         from grass.run_settings import run_name_resolver
 
         OmegaConf.register_new_resolver("grass_run_name", run_name_resolver)
+    if not OmegaConf.has_resolver("grass_last_part"):  # model names of model=custom / hf_causal_lm
+        OmegaConf.register_new_resolver("grass_last_part", last_part)
+    if not OmegaConf.has_resolver("grass_not"):  # tiny_lm: compact the vocabulary unless the model is pretrained
+        OmegaConf.register_new_resolver("grass_not", lambda value: not value)

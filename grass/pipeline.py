@@ -12,7 +12,7 @@ from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_write_json
-from grass.run_settings import run_name
+from grass.run_settings import run_name, tracker_name
 from grass.staged.run import run_store_stages, store_stages
 from grass.stages.attribute import make_attributor
 from grass.stages.context import RunContext
@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict:
     if "attribute" in stages and not staged:
         make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    tracker = Tracker(cfg.logger, out, f"{cfg.experiment_name}/{run_name(cfg)}", plain_cfg)
+    tracker = Tracker(cfg.logger, out, tracker_name(cfg), plain_cfg)
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)
     ctx.metrics.update(_describe(cfg, task))
     try:

@@ -73,6 +73,12 @@ def run_name(cfg) -> str:
     return f"{cfg.compressor.name}{k}-{cfg.tda.name}-s{cfg.seed}-{settings_hash(result_settings(cfg))}"
 
 
+def tracker_name(cfg) -> str:
+    """The W&B run name, mirroring the run folder: `tiny/digits-Net/sjlt-k128-trak-s0-1a2b3c` (the model's name
+    included, e.g. a model=custom class name)."""
+    return f"{cfg.experiment_name}/{cfg.dataset.name}-{cfg.model.name}/{run_name(cfg)}"
+
+
 def run_name_resolver(*, _root_: DictConfig) -> str:
     """`${grass_run_name:}` in Hydra's run/sweep dir: run_name of the composed config."""
     return run_name(_root_)

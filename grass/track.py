@@ -60,6 +60,10 @@ def _start_wandb(logger_cfg, run_dir: Path, run_name: str, config: dict):
     run = wandb.init(
         project=logger_cfg.project, entity=logger_cfg.entity, name=run_name, mode=mode,
         dir=str(run_dir), config=config, tags=list(logger_cfg.tags), reinit="finish_previous",
+        # quiet: W&B's history/summary block stays in its run files (wandb-summary.json, logs/), off the terminal,
+        # so the run's last terminal line is grass's LDS summary
+        settings=wandb.Settings(quiet=True),
     )
-    log.info("W&B run in %s mode, files under %s", mode, run_dir / "wandb")
+    log.info("W&B run in %s mode, files under %s%s", mode, run_dir / "wandb",
+             " (upload later with `wandb sync <that folder>/offline-run-*`)" if mode == "offline" else "")
     return run

@@ -4,15 +4,20 @@ The source lives in the repository's top-level kernels/ folder; a wheel carries 
 grass/kernels/csrc/ (pyproject.toml maps the data-only package grass.kernels.csrc to kernels/).
 
 torch.utils.cpp_extension caches the build in the default torch extensions directory
-(TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) and rebuilds when the source changes, so only the
-first run on a machine pays the compile (about 30 s on 2 cores). The op is registered as
-torch.ops.grass_sjlt.sjlt_forward.
+(TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) under the extension name. The name carries a hash of
+the source, the build flags, the torch version and the C++ compiler (`extension_name`), so several checkouts
+or installs on one machine share one build when their sources agree and never rebuild each other's when they
+differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. The op is
+registered as torch.ops.grass_sjlt.sjlt_forward.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +29,11 @@ SOURCE_NAME = "sjlt_cpu.cpp"
 # installed from a wheel: the package data; a checkout or an editable install: the repository's kernels/
 SOURCE_CANDIDATES = (Path(__file__).parent / "csrc" / SOURCE_NAME,
                      Path(__file__).resolve().parents[2] / "kernels" / SOURCE_NAME)
-EXTENSION_NAME = "grass_sjlt_cpu"
+EXTENSION_PREFIX = "grass_sjlt_cpu"
+# -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined;
+# -ffp-contract=off: no fused multiply-adds, so the panel and row paths round alike on every ISA
+CFLAGS = ("-O3", "-fopenmp", "-ffp-contract=off")
+LDFLAGS = ("-fopenmp",)
 
 
 def source() -> Path:
@@ -35,22 +44,34 @@ def source() -> Path:
     raise FileNotFoundError(f"{SOURCE_NAME} not found at {' or '.join(map(str, SOURCE_CANDIDATES))}")
 
 
+def compiler() -> str:
+    """The C++ compiler cpp_extension uses ($CXX, else c++), resolved to its path ("" when none is found)."""
+    cxx = os.environ.get("CXX", "c++")
+    return shutil.which(cxx) or cxx
+
+
+def extension_name(source_bytes: bytes, torch_version: str | None = None, cxx: str | None = None) -> str:
+    """`grass_sjlt_cpu_<12 hex>`: the build folder's name, a hash of the source bytes, the build flags, the torch
+    version and the compiler path. Same inputs -> same name (one shared build); any difference -> another folder."""
+    h = hashlib.blake2b(digest_size=6)
+    for part in (source_bytes, " ".join(CFLAGS + LDFLAGS).encode(), (torch_version or torch.__version__).encode(),
+                 (cxx if cxx is not None else compiler()).encode()):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return f"{EXTENSION_PREFIX}_{h.hexdigest()}"
+
+
 def _build() -> None:
     """Compile (or load the cached build of) sjlt_cpu.cpp and register its op; raises on any failure."""
     from torch.utils import cpp_extension
 
     src = source()
-    log.info("SJLT C++ kernel: loading %s (compiled on first use, cached in the torch extensions dir)", src)
-    cpp_extension.load(
-        name=EXTENSION_NAME,
-        sources=[str(src)],
-        # -fopenmp: at::parallel_for is a header template that runs serially unless _OPENMP is defined;
-        # -ffp-contract=off: no fused multiply-adds, so the panel and row paths round alike on every ISA
-        extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
-        extra_ldflags=["-fopenmp"],
-        is_python_module=False,
-        verbose=False,
-    )
+    name = extension_name(src.read_bytes())
+    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    if not (build_dir / f"{name}.so").is_file():
+        log.warning("building the C++ SJLT kernel (once, ~30 s) from %s into %s", src, build_dir)
+    cpp_extension.load(name=name, sources=[str(src)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+                       build_directory=str(build_dir), is_python_module=False, verbose=False)
 
 
 @functools.cache

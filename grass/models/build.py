@@ -1,5 +1,6 @@
 """Build the configured model for a dataset and load trained weights."""
 
+import inspect
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -7,6 +8,7 @@ from torch import nn
 
 from grass.artifacts import load_artifact
 from grass.data.classification import ClassificationData
+from grass.errors import GrassError
 from grass.instantiate import instantiate_node, plain_node
 
 # Keys of a language-model config that describe the model to grass and are not builder arguments:
@@ -15,9 +17,32 @@ from grass.instantiate import instantiate_node, plain_node
 LM_FRAMEWORK_KEYS = ("pretrained", "tokenizer")
 
 
+# Keys of a classifier config that are not constructor arguments: `target` (model=custom: the import path that
+# `_target_` interpolates).
+CLASSIFIER_FRAMEWORK_KEYS = ("target",)
+
+
 def build_classifier(model_cfg: DictConfig, data: ClassificationData) -> nn.Module:
-    """The model with its input and class counts taken from the data."""
-    return instantiate_node(model_cfg, "model", in_features=data.num_features, num_classes=data.num_classes)
+    """The model with its input and class counts (in_features, num_classes) taken from the data, each passed when
+    the constructor takes it (a named parameter or **kwargs); GrassError for model=custom without model.target."""
+    spec = plain_node(model_cfg)
+    if "target" in spec and not spec.get("target"):
+        raise GrassError("model=custom needs model.target=<import path of your nn.Module class>, "
+                         "e.g. model.target=mypkg.models.Net (constructor arguments as +model.<arg>=<value>)")
+    spec = {k: v for k, v in spec.items() if k not in CLASSIFIER_FRAMEWORK_KEYS}
+    sizes = {"in_features": data.num_features, "num_classes": data.num_classes}
+    return instantiate_node(spec, "model", **{k: v for k, v in sizes.items() if _accepts(spec["_target_"], k)})
+
+
+def _accepts(target: str, arg: str) -> bool:
+    """Whether the callable at import path `target` takes keyword `arg` (unknown signature: assume it does)."""
+    from hydra.utils import get_method
+
+    try:
+        params = inspect.signature(get_method(target)).parameters
+    except Exception:  # not importable or no signature: instantiate_node reports the real problem
+        return True
+    return arg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 FINETUNE_HINT = "run stage=finetune (or stage=all) to train it again"

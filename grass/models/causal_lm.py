@@ -26,12 +26,14 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def hub_causal_lm(name_or_path: str, dtype: str = "bfloat16", attn_implementation: str = "sdpa",
+def hub_causal_lm(name_or_path: str | None, dtype: str = "bfloat16", attn_implementation: str = "sdpa",
                   **kwargs) -> PreTrainedModel:
     """`AutoModelForCausalLM.from_pretrained(name_or_path, ...)` from the hub or a local folder, in eval mode.
 
     Without network it fails within seconds (grass.data.hub) with advice on using a local folder.
     """
+    if not name_or_path:
+        raise GrassError("model=hf_causal_lm needs model.name_or_path=<local folder or hub id> of a causal LM")
     dt = torch_dtype(dtype)
     unreachable = hub_unreachable(name_or_path)
     try:

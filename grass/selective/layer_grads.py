@@ -53,7 +53,8 @@ def iter_layer_grads(model: nn.Module, target, task, rows: torch.Tensor, dims: M
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in group}
         batches = task.batches("train", batch_size, device, rows=rows)
         desc = f"layer gradients ({len(group)} layer{'s' if len(group) > 1 else ''})"
-        for batch in tqdm(batches, total=-(-len(rows) // batch_size), desc=desc, unit="batch", leave=False):
+        for batch in tqdm(batches, total=-(-len(rows) // batch_size), desc=desc, unit="batch", leave=False,
+                          disable=None):
             for name, g in capture.capture(batch).items():
                 parts[name].append(g.detach())
         for name in group:

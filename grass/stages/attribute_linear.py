@@ -41,20 +41,28 @@ class _TimedCompressor:
             return self.inner(a, delta, token_mask)
 
 
-def build_layer_compressors(ctx: RunContext, model, seed: int) -> dict[str, FactorizedCompressor]:
-    """{layer name: FactorizedCompressor} for every selected layer, K = proj_dim per layer, warmed up.
+def layer_compressors(node, model, patterns, proj_dim: int, seed: int,
+                      device: torch.device) -> dict[str, FactorizedCompressor]:
+    """{layer name: FactorizedCompressor} for every nn.Linear matching `patterns`, K = proj_dim per layer, warmed up.
 
-    One untimed call per layer on a zero token does the one-time setup (loading the SJLT kernel, drawing
-    and caching a dense Gaussian), so time/compress_s measures the per-example cost of every method alike.
+    node: a `kind: factorized` compressor config (selective sides already carry their mask fingerprint); seeds are
+    derived from `seed` and the layer name (grass.compress.factorized). One untimed call per layer on a zero token
+    does the one-time setup (loading the SJLT kernel, drawing and caching a dense Gaussian), so time/compress_s
+    measures the per-example cost of every method alike. Used by the attribute stage and grass.api alike.
     """
-    check_proj_dim(ctx.cfg, model)  # up front too, where the model's shapes were known before loading it
-    dims = layer_dims(model, list(ctx.cfg.capture.layers))
-    node = compressor_node(ctx)  # selective sides get this run's mask fingerprint
-    compressors = {name: build_factorized(node, in_dim=i, out_dim=o, proj_dim=ctx.cfg.proj_dim,
-                                          seed=seed, layer_name=name) for name, (o, i) in dims.items()}
+    dims = layer_dims(model, list(patterns))
+    compressors = {name: build_factorized(node, in_dim=i, out_dim=o, proj_dim=proj_dim, seed=seed, layer_name=name)
+                   for name, (o, i) in dims.items()}
     for comp in compressors.values():
-        comp(torch.zeros(1, 1, comp.in_dim, device=ctx.device), torch.zeros(1, 1, comp.grad_dim, device=ctx.device))
+        comp(torch.zeros(1, 1, comp.in_dim, device=device), torch.zeros(1, 1, comp.grad_dim, device=device))
     return compressors
+
+
+def build_layer_compressors(ctx: RunContext, model, seed: int) -> dict[str, FactorizedCompressor]:
+    """layer_compressors for this run's config (capture.layers, proj_dim, the compressor with its mask)."""
+    check_proj_dim(ctx.cfg, model)  # up front too, where the model's shapes were known before loading it
+    node = compressor_node(ctx)  # selective sides get this run's mask fingerprint
+    return layer_compressors(node, model, list(ctx.cfg.capture.layers), ctx.cfg.proj_dim, seed, ctx.device)
 
 
 def _collect(ctx: RunContext, capture: LinearCapture, timed: dict, side: str) -> dict[str, torch.Tensor]:
@@ -66,7 +74,9 @@ def _collect(ctx: RunContext, capture: LinearCapture, timed: dict, side: str) ->
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in timed}
     batches = ctx.task.batches(side, batch_size, ctx.device)
     with ctx.timed(f"time/capture_{side}_s"):
-        for batch in tqdm(batches, total=-(-n // batch_size), desc=f"{side} capture", unit="batch"):
+        # inner bar: cleared when done, and off when stderr is not a terminal (logs keep only the outer bar)
+        for batch in tqdm(batches, total=-(-n // batch_size), desc=f"{side} capture", unit="batch", leave=False,
+                          disable=None):
             for name, rows in capture.capture(batch).items():
                 parts[name].append(rows.detach())
     return {name: torch.cat(rows) for name, rows in parts.items()}

@@ -13,6 +13,7 @@ from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import build_classifier, build_lm
+from grass.run_settings import tracker_name
 from grass.stages.selective import uses_learned_mask
 from grass.track import Tracker
 
@@ -132,8 +133,8 @@ def test_datasets_load_or_say_why(compose_cfg, name, tmp_path):
     assert len(set(data.y_train.tolist())) == data.num_classes
 
 
-HUB_LMS = ("gpt2", "llama3_8b")  # need the hub: offline, the error says how to point at local files
-LMS = ("gpt2_tiny", "smollm2_135m", *HUB_LMS)
+HUB_LMS = ("gpt2", "llama3_8b", "hf_causal_lm")  # need the hub or a folder: the error says how to point at one
+LMS = ("gpt2_tiny", "gpt2_micro", "gpt2_tiny256", "smollm2_135m", *HUB_LMS)
 
 
 @pytest.mark.parametrize("name", options("model"))
@@ -143,7 +144,6 @@ def test_models_build(compose_cfg, name, request):
         cfg = compose_cfg(
             f"model={name}",
             "dataset=local_text",
-            "~model.hidden",
             "dataset.block_size=16",
             *([f"model.cache_dir={cache}"] if cache else []),
         )
@@ -156,6 +156,11 @@ def test_models_build(compose_cfg, name, request):
         return
     cfg = compose_cfg(f"model={name}")
     data = instantiate_node(cfg.dataset, "dataset")
+    if name == "custom":  # your own class: refused without model.target, named after it with one
+        with pytest.raises(GrassError, match="model.target"):
+            build_classifier(cfg.model, data)
+        cfg = compose_cfg("model=custom", "model.target=grass.models.mlp.MLP", "+model.hidden=[8]")
+        assert cfg.model.name == "MLP" and tracker_name(cfg).startswith("tiny/digits-MLP/")
     logits = build_classifier(cfg.model, data)(data.x_train[:3])
     assert logits.shape == (3, data.num_classes)
 

@@ -26,6 +26,8 @@ def test_pyproject_lists_every_grass_package():
     assert packages <= listed
     csrc = setuptools_conf["package-dir"]["grass.kernels.csrc"]
     assert (ROOT / csrc / sjlt_cpu.SOURCE_NAME).is_file()
+    conf = setuptools_conf["package-dir"]["grass.conf"]  # grass.api finds compressors and tdas there in a wheel
+    assert (ROOT / conf / "compressor" / "sjlt.yaml").is_file()
 
 
 def test_checkout_compiles_the_top_level_kernel_source():

@@ -13,7 +13,7 @@ from grass.instantiate import instantiate_node
 from grass.models.build import build_lm, is_pretrained
 
 HUB_NAME = "meta-llama/Llama-3.1-8B-Instruct"
-LM = ("model=llama3_8b", "~model.hidden", "dataset=local_text")  # experiment=tiny sets the MLP's hidden sizes
+LM = ("model=llama3_8b", "dataset=local_text")  # no deletions: experiment=tiny sizes its MLP via model=mlp_tiny
 
 
 def test_config_is_the_pretrained_hub_model_with_its_own_tokenizer(compose_cfg):

@@ -8,7 +8,7 @@ from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import build_lm
 
-LM_OVERRIDES = ("~model.hidden",)  # experiment=tiny sets the MLP's hidden sizes; an LM has none
+LM_OVERRIDES = ()  # experiment=tiny sizes its MLP through model=mlp_tiny, so another model needs no deletions
 
 
 @pytest.fixture

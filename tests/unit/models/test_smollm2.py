@@ -54,7 +54,7 @@ def cfg_for(compose_cfg, smollm2_cache, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "austen.txt").write_text(TEXT, encoding="utf-8")
-    return lambda *o: compose_cfg("model=smollm2_135m", "~model.hidden", "dataset=local_text",
+    return lambda *o: compose_cfg("model=smollm2_135m", "dataset=local_text",
                                   f"model.cache_dir={smollm2_cache}", f"dataset.path={corpus}", "dataset.block_size=32",
                                   "dataset.n_pretrain=4", "dataset.n_train=8", "dataset.n_query=4",
                                   "finetune.optimizer=adamw", *o)

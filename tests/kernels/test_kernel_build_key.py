@@ -1,0 +1,38 @@
+"""The C++ kernel's build folder is keyed by its source, flags, torch version and compiler, so checkouts with the
+same source share one build and checkouts with different sources never rebuild each other's."""
+
+import logging
+
+from torch.utils import cpp_extension
+
+from grass.kernels import sjlt_cpu
+
+
+def test_same_source_same_name_different_source_different_name(tmp_path):
+    a, b = tmp_path / "clone_a" / "sjlt_cpu.cpp", tmp_path / "clone_b" / "sjlt_cpu.cpp"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(sjlt_cpu.source().read_bytes())
+    name = sjlt_cpu.extension_name
+    assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") == name(b.read_bytes(), "2.13.0", "/usr/bin/c++")
+    b.write_bytes(b.read_bytes() + b"\n// edited in clone b\n")
+    assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(b.read_bytes(), "2.13.0", "/usr/bin/c++")
+    assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(a.read_bytes(), "2.14.0", "/usr/bin/c++")
+    assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(a.read_bytes(), "2.13.0", "/usr/bin/clang++")
+    assert name(a.read_bytes()).startswith(f"{sjlt_cpu.EXTENSION_PREFIX}_")
+
+
+def test_build_is_announced_only_when_the_keyed_folder_has_no_build(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: calls.append(kw))
+    with caplog.at_level(logging.WARNING, logger=sjlt_cpu.__name__):
+        sjlt_cpu._build()
+    name = sjlt_cpu.extension_name(sjlt_cpu.source().read_bytes())
+    assert calls[0]["name"] == name and calls[0]["build_directory"].endswith(name)
+    assert any("building the C++ SJLT kernel" in r.getMessage() for r in caplog.records)
+    (tmp_path / name / f"{name}.so").write_bytes(b"")  # what a finished build leaves
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=sjlt_cpu.__name__):
+        sjlt_cpu._build()
+    assert not any("building" in r.getMessage() for r in caplog.records)
