@@ -155,7 +155,7 @@ def iter_flat_grads(model: nn.Module, target: Target, batches: Iterable[Any], ch
     """Yield (start, grads [b, p]) for each batch of `batches` in order; start = examples before it."""
     if progress:
         batches = tqdm(batches, desc=progress if isinstance(progress, str) else "flat grads",
-                       total=total, unit="batch", leave=False)
+                       total=total, unit="batch", leave=False, disable=None)  # off in logs (not a tty)
     start = 0
     for batch in batches:
         rows = flat_grads(model, target, batch, chunk_size=chunk_size, index_offset=start)

@@ -39,11 +39,12 @@ def test_lm_layer_patterns_select_blocks(compose_cfg, corpus):
 def test_lm_flat_compressors_run(compose_cfg, corpus):
     """Whole-model gradients of the LM block margin (torch.func over the HF model): TRAK with its weights
     1 - exp(logp), and a flat learned mask (grass_sm) learned from the LM's flat gradients, same models."""
-    sjlt = run(_cfg(compose_cfg, corpus, "compressor=sjlt", "tda=trak", "hardware.grad_memory_gb=0.05"))
+    few = "lds.num_subsets=4"  # the fewest LDS accepts: 5 models (with the checkpoint) trained once, for both runs
+    sjlt = run(_cfg(compose_cfg, corpus, "compressor=sjlt", "tda=trak", "hardware.grad_memory_gb=0.05", few))
     assert math.isfinite(sjlt["lds/mean"]) and sjlt["compress/out_dim"] == 64
     sm = ("selective_mask.n_rows=30", "selective_mask.n_heldout=10", "selective_mask.epochs=5",
           "selective_mask.log_every=5", "selective_mask.early_stop=-1")
-    learned = run(_cfg(compose_cfg, corpus, "compressor=grass_sm", *sm))
+    learned = run(_cfg(compose_cfg, corpus, "compressor=grass_sm", few, *sm))
     assert learned["finetune/models_trained"] == 0  # the same models
     assert math.isfinite(learned["lds/mean"]) and -1 <= learned["selective/heldout_spearman_learned"] <= 1
     assert learned["model/num_params"] == sjlt["model/num_params"]

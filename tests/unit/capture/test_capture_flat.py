@@ -133,12 +133,11 @@ def test_independent_of_chunking_and_restores_mode():
     assert model.training and not model[3].training
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_runs():
     model, (x, y) = _mlp(), _data(n=5)
     batches = [(x[s:s + 2], y[s:s + 2]) for s in range(0, 5, 2)]
     parts = list(iter_flat_grads(model, ClassifierTarget("margin"), batches, progress="train grads", total=3))
-    assert len(parts) == 3
-    assert "train grads" in capsys.readouterr().err
+    assert [s for s, _ in parts] == [0, 2, 4]  # the bar (shown on a terminal only) wraps the batches as they are
 
 
 def test_non_finite_names_global_index():
