@@ -12,7 +12,7 @@ from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_write_json
-from grass.run_settings import run_name
+from grass.run_settings import run_name, sparse_dim
 from grass.staged.run import run_store_stages, store_stages
 from grass.stages.attribute import make_attributor
 from grass.stages.context import RunContext
@@ -83,6 +83,7 @@ def _describe(cfg: DictConfig, task) -> dict:
         "run/model": cfg.model.name,
         "run/compressor": cfg.compressor.name,
         "run/proj_dim": cfg.proj_dim,
+        "run/sparse_dim": sparse_dim(cfg.compressor),
         "run/tda": cfg.tda.name,
         "run/num_checkpoints": cfg.tda.num_checkpoints,
         "run/seed": cfg.seed,
