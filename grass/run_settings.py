@@ -22,7 +22,8 @@ from grass.fingerprint import normalize
 from grass.hardware import training_recipe
 
 # Top-level keys that change where or how a run executes, never its numbers.
-NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name")
+NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name",
+                   "skip_finished")
 # Keys inside groups that are likewise only about execution (progress bars, memory, checksum policy).
 NOT_RESULT_SUBKEYS = {"finetune": ("progress_bar",), "selective_mask": ("capture_budget_gb", "dir"),
                       "store": ("verify", "memory_budget_gb", "top_k", "dir")}
