@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-small-scale table-small-scale reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,7 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
+.PHONY: reproduce-small-scale table-small-scale
 reproduce-small-scale: setup  ## the small settings: {random_mask, selective_mask, sjlt, fjlt, gaussian where feasible, two-stage grass / grass_sm at k'} x k in {2048, 4096, 8192}, then table + bar figure (SETTING=mnist|cifar2|maestro or all; SCALE=paper|tiny)
 	@$(if $(filter-out mnist cifar2 maestro,$(SMALL_SETTINGS)),echo "error: SETTING=$(SETTING): choose mnist$(comma) cifar2 or maestro (or none: all three)"; exit 2,true)
 	@$(if $(filter-out paper tiny,$(SCALE)),echo "error: SCALE=$(SCALE): choose paper or tiny"; exit 2,true)
