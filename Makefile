@@ -64,17 +64,20 @@ SMALL_EXPS = $(foreach s,$(SMALL_SETTINGS),$(SMALL_EXP_$(s)))
 comma := ,
 empty :=
 space := $(empty) $(empty)
+define SMALL_REPORT
+$(foreach e,$(SMALL_EXPS),$(PY) report.py experiment_name=$(e) paths.root=$(ROOT) && ) true
+$(if $(SETTING),,$(PY) report.py experiment_name=small_scale$(SMALL_TINY) combine=[$(subst $(space),$(comma),$(SMALL_EXPS))] paths.root=$(ROOT))
+endef
 
 .PHONY: reproduce-small-scale table-small-scale
 reproduce-small-scale: setup  ## the small settings: {random_mask, selective_mask, sjlt, fjlt, gaussian where feasible, two-stage grass / grass_sm at k'} x k in {2048, 4096, 8192}, then table + bar figure (SETTING=mnist|cifar2|maestro or all; SCALE=paper|tiny)
 	@$(if $(filter-out mnist cifar2 maestro,$(SMALL_SETTINGS)),echo "error: SETTING=$(SETTING): choose mnist$(comma) cifar2 or maestro (or none: all three)"; exit 2,true)
 	@$(if $(filter-out paper tiny,$(SCALE)),echo "error: SCALE=$(SCALE): choose paper or tiny"; exit 2,true)
 	$(foreach s,$(SMALL_SETTINGS),$(PY) run.py -m +small_scale=$(s)$(SMALL_TINY) paths.root=$(ROOT) $(ARGS) && ) true
-	$(MAKE) --no-print-directory table-small-scale
+	$(SMALL_REPORT)
 
 table-small-scale: setup  ## rebuild the small-scale tables and bar figures from $(ROOT) (SETTING, SCALE as above)
-	$(foreach e,$(SMALL_EXPS),$(PY) report.py experiment_name=$(e) paths.root=$(ROOT) && ) true
-	$(if $(SETTING),,$(PY) report.py experiment_name=small_scale$(SMALL_TINY) combine=[$(subst $(space),$(comma),$(SMALL_EXPS))] paths.root=$(ROOT))
+	$(SMALL_REPORT)
 
 staged-smollm2: setup corpus  ## pipeline=store on the real SmolLM2-135M offline: cache, precondition, ifvp, attribute (prompt report), self_influence
 	$(PY) run.py experiment=smollm2_staged stage=all paths.root=$(ROOT) $(ARGS)
