@@ -100,7 +100,9 @@ def _panels(ax_lds, ax_time, experiment: str, rows: list[dict]) -> None:
     paper = TINY_OF.get(experiment, experiment)
     ax_lds.set_title(f"{experiment} ({tda})" + (f"; hatched: the paper's {paper}" if paper != experiment else ""))
     ax_lds.set_ylabel("LDS (ours: 95% bootstrap CI)")
-    ax_lds.legend(fontsize=7, ncol=2)
+    top = max([r["ci_high"] for r in rows] + [r["paper_lds"] for r in rows if r["paper_lds"] is not None] + [0.0])
+    ax_lds.set_ylim(top=1.35 * top if top > 0 else None)  # headroom for the legend above the bars
+    ax_lds.legend(fontsize=7, ncol=3, loc="upper center")
     ax_time.set_yscale("log")
     ax_time.set_ylabel("compression time / SJLT's at the same k (log)")
     note = "times as ratios to SJLT at the same k: the paper's seconds are on the authors' GPU, ours on this machine"
