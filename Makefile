@@ -50,6 +50,35 @@ reproduce-table2: setup $(TABLE2_DATA)  ## Table 2: {logra, fact_sjlt, fact_mask
 table2: setup  ## rebuild the Table 2 table and plot from outputs/ (SCALE=paper|tiny)
 	$(PY) report.py experiment_name=$(TABLE2) paths.root=$(ROOT)
 
+# The paper's small-scale figure: SETTING=mnist|cifar2|maestro (empty: all three, then one combined table and
+# figure under $(ROOT)/small_scale[_tiny]/report/), SCALE=paper (cifar2 / maestro: GPU and network, e.g.
+# ARGS=hardware=gpu) or SCALE=tiny (CPU, offline). One Hydra multirun per setting: conf/small_scale/<setting>[_tiny].yaml
+# (its rows are conf/method/*.yaml, x k in {2048, 4096, 8192}); finished run folders are skipped (skip_finished).
+SETTING ?=
+SMALL_SETTINGS = $(or $(SETTING),mnist cifar2 maestro)
+SMALL_TINY = $(if $(filter tiny,$(SCALE)),_tiny,)
+SMALL_EXP_mnist = $(if $(SMALL_TINY),mnist_mlp_tiny,mnist_mlp)
+SMALL_EXP_cifar2 = $(if $(SMALL_TINY),fmnist2_resnet9_tiny,cifar2_resnet9)
+SMALL_EXP_maestro = $(if $(SMALL_TINY),music21_music_tiny,maestro_music)
+SMALL_EXPS = $(foreach s,$(SMALL_SETTINGS),$(SMALL_EXP_$(s)))
+comma := ,
+empty :=
+space := $(empty) $(empty)
+define SMALL_REPORT
+$(foreach e,$(SMALL_EXPS),$(PY) report.py experiment_name=$(e) paths.root=$(ROOT) && ) true
+$(if $(SETTING),,$(PY) report.py experiment_name=small_scale$(SMALL_TINY) combine=[$(subst $(space),$(comma),$(SMALL_EXPS))] paths.root=$(ROOT))
+endef
+
+.PHONY: reproduce-small-scale table-small-scale
+reproduce-small-scale: setup  ## the small settings: {random_mask, selective_mask, sjlt, fjlt, gaussian where feasible, two-stage grass / grass_sm at k'} x k in {2048, 4096, 8192}, then table + bar figure (SETTING=mnist|cifar2|maestro or all; SCALE=paper|tiny)
+	@$(if $(filter-out mnist cifar2 maestro,$(SMALL_SETTINGS)),echo "error: SETTING=$(SETTING): choose mnist$(comma) cifar2 or maestro (or none: all three)"; exit 2,true)
+	@$(if $(filter-out paper tiny,$(SCALE)),echo "error: SCALE=$(SCALE): choose paper or tiny"; exit 2,true)
+	$(foreach s,$(SMALL_SETTINGS),$(PY) run.py -m +small_scale=$(s)$(SMALL_TINY) paths.root=$(ROOT) $(ARGS) && ) true
+	$(SMALL_REPORT)
+
+table-small-scale: setup  ## rebuild the small-scale tables and bar figures from $(ROOT) (SETTING, SCALE as above)
+	$(SMALL_REPORT)
+
 staged-smollm2: setup corpus  ## pipeline=store on the real SmolLM2-135M offline: cache, precondition, ifvp, attribute (prompt report), self_influence
 	$(PY) run.py experiment=smollm2_staged stage=all paths.root=$(ROOT) $(ARGS)
 

@@ -216,6 +216,9 @@ class GrassConfig:
         default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
     )
     save_scores: bool = False  # write scores.pt [n_train, n_query] into the run folder
+    # pipeline=lds stage=all: a run folder whose metrics.json is finished (LDS, no run/error) is not recomputed
+    # (the folder name hashes every result setting, so it holds this very configuration's result)
+    skip_finished: bool = False
     profile: bool = False
 
 

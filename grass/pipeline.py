@@ -1,5 +1,6 @@
 """run(cfg): orders the stages of one run, writes metrics.json, owns no math."""
 
+import json
 import logging
 import platform
 import time
@@ -12,7 +13,7 @@ from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_write_json
-from grass.run_settings import run_name, tracker_name
+from grass.run_settings import run_name, sparse_dim, tracker_name
 from grass.staged.run import run_store_stages, store_stages
 from grass.stages.attribute import make_attributor
 from grass.stages.context import RunContext
@@ -54,6 +55,12 @@ def run(cfg: DictConfig) -> dict:
     if cfg.hardware.num_threads:
         torch.set_num_threads(cfg.hardware.num_threads)
     out = run_dir(cfg)
+    if cfg.skip_finished and not staged and cfg.stage == "all":
+        done = finished_metrics(out)
+        if done is not None:
+            print(f"LDS {_number(done['lds/mean'])}  {cfg.compressor.name} k={cfg.proj_dim}  finished earlier, "
+                  f"not recomputed (skip_finished=true) -> {out}")
+            return done
     out.mkdir(parents=True, exist_ok=True)
     data = instantiate_node(cfg.dataset, "dataset")
     task = make_task(cfg, data)
@@ -76,6 +83,22 @@ def run(cfg: DictConfig) -> dict:
     return ctx.metrics
 
 
+def _number(value) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+def finished_metrics(folder: Path) -> dict | None:
+    """The metrics of a finished pipeline=lds run in folder (an LDS entry and no run/error), else None."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: recompute (it is rewritten atomically at the end)
+    return metrics if "lds/mean" in metrics and "run/error" not in metrics else None
+
+
 def _describe(cfg: DictConfig, task) -> dict:
     return {
         "run/experiment": cfg.experiment_name,
@@ -83,6 +106,7 @@ def _describe(cfg: DictConfig, task) -> dict:
         "run/model": cfg.model.name,
         "run/compressor": cfg.compressor.name,
         "run/proj_dim": cfg.proj_dim,
+        "run/sparse_dim": sparse_dim(cfg.compressor),
         "run/tda": cfg.tda.name,
         "run/num_checkpoints": cfg.tda.num_checkpoints,
         "run/seed": cfg.seed,

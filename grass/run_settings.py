@@ -1,6 +1,7 @@
 """A run's identity: the settings that change its result, and the run folder named after them.
 
-Run folders are `<compressor>-k<proj_dim>-<tda>-s<seed>-<hash>`: the readable common parts, then 6 hex chars
+Run folders are `<compressor>[-kp<k'>]-k<proj_dim>-<tda>-s<seed>-<hash>`: the readable common parts (`-kp` only
+for a two-stage compressor with `compressor.sparse_dim` set: grass, grass_sm), then 6 hex chars
 of every other setting that changes the result (tda options, damping grid, compressor options, capture
 layers, LDS settings, the training recipe, data and model). Two runs that would give different numbers never
 share a folder, so a sweep over any of them keeps one metrics.json per configuration. `compressor=identity`
@@ -21,7 +22,8 @@ from grass.fingerprint import normalize
 from grass.hardware import training_recipe
 
 # Top-level keys that change where or how a run executes, never its numbers.
-NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name")
+NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name",
+                   "skip_finished")
 # Keys inside groups that are likewise only about execution (progress bars, memory, checksum policy).
 NOT_RESULT_SUBKEYS = {"finetune": ("progress_bar",), "selective_mask": ("capture_budget_gb", "dir"),
                       "store": ("verify", "memory_budget_gb", "top_k", "dir")}
@@ -31,6 +33,11 @@ IDENTITY_TARGET = "grass.compress.identity.Identity"
 def uses_proj_dim(compressor) -> bool:
     """False for compressors whose output keeps the input width (identity): proj_dim plays no part."""
     return compressor.get("_target_") != IDENTITY_TARGET
+
+
+def sparse_dim(compressor) -> int | None:
+    """k' of a two-stage flat compressor (grass, grass_sm) when `compressor.sparse_dim` is set, else None."""
+    return compressor.get("sparse_dim")
 
 
 def result_settings(cfg) -> dict:
@@ -45,6 +52,8 @@ def result_settings(cfg) -> dict:
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):
         out.pop("proj_dim", None)
+    if "sparse_dim" in out["compressor"] and out["compressor"]["sparse_dim"] is None:
+        del out["compressor"]["sparse_dim"]  # null = blowup * proj_dim, as before the key existed: same folders
     from grass.stages.selective import mask_node  # (heavy imports: only once a name is asked for)
 
     if "expected_fingerprint" not in mask_node(out["compressor"]):  # no learned mask: its settings play no part
@@ -68,8 +77,11 @@ def settings_hash(settings: dict) -> str:
 
 
 def run_name(cfg) -> str:
-    """`sjlt-k4096-trak-s0-1a2b3c` (identity: `identity-trak-s0-...`)."""
+    """`sjlt-k4096-trak-s0-1a2b3c` (identity: `identity-trak-s0-...`; grass with sparse_dim=32768:
+    `grass-kp32768-k4096-trak-s0-...`)."""
     k = f"-k{cfg.proj_dim}" if uses_proj_dim(cfg.compressor) else ""
+    if sparse_dim(cfg.compressor) is not None:
+        k = f"-kp{sparse_dim(cfg.compressor)}{k}"
     return f"{cfg.compressor.name}{k}-{cfg.tda.name}-s{cfg.seed}-{settings_hash(result_settings(cfg))}"
 
 

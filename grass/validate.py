@@ -28,7 +28,7 @@ from grass.dattri_bench.importer import preflight as dattri_preflight
 from grass.dattri_bench.settings import uses_dattri
 from grass.errors import GrassError
 from grass.hardware import check_training_hardware
-from grass.run_settings import uses_proj_dim
+from grass.run_settings import sparse_dim, uses_proj_dim
 from grass.staged.damping import damping_mode, queries_have_truth
 from grass.store.workers import parse_worker, resolve_worker
 
@@ -108,6 +108,11 @@ def check_proj_dim(cfg: DictConfig, model: nn.Module) -> None:
             f"proj_dim={k} is larger than the gradient it compresses: compressor={name} maps the whole-model "
             f"gradient of model {cfg.model.name} (p = {p} trainable parameters) to proj_dim features; choose "
             f"proj_dim <= {p} (compressor=identity keeps all {p})")
+    k_prime = sparse_dim(cfg.compressor)
+    if k_prime is not None and k_prime > p:
+        raise GrassError(
+            f"compressor.sparse_dim={k_prime} is larger than the gradient it masks: compressor={name} keeps k' of "
+            f"the p = {p} trainable parameters of model {cfg.model.name}; choose sparse_dim <= {p}")
 
 
 def check_query_count(cfg: DictConfig, n_query: int, what: str) -> None:
@@ -146,6 +151,17 @@ def _check_common(cfg: DictConfig) -> None:
     _require(_is_real(factor) and math.isfinite(factor) and factor >= 1, "hardware.grad_memory_factor", factor,
              "a finite number >= 1 (copies of p floats one example's gradient needs)")
     check_training_hardware(cfg.hardware)
+    _check_sparse_dim(cfg)
+
+
+def _check_sparse_dim(cfg: DictConfig) -> None:
+    """compressor.sparse_dim (k' of grass / grass_sm): null, or an integer > proj_dim (k' <= p: check_proj_dim)."""
+    k_prime = sparse_dim(cfg.compressor)
+    if k_prime is None:
+        return
+    _require(_is_int(k_prime) and k_prime > cfg.proj_dim, "compressor.sparse_dim", k_prime,
+             f"null (= blowup x proj_dim) or an integer > proj_dim={cfg.proj_dim}: the first stage of "
+             f"compressor={cfg.compressor.name} keeps k' coordinates, then SJLT maps them to proj_dim")
 
 
 def _check_lds(cfg: DictConfig, stages: list[str]) -> None:

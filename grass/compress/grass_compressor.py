@@ -1,4 +1,8 @@
-"""GraSS (SPEC 3): sparsify then sparse-project, sjlt_{k' -> k}(mask_{d -> k'}(x)), k' = blowup * k."""
+"""GraSS (SPEC 3): sparsify then sparse-project, sjlt_{k' -> k}(mask_{d -> k'}(x)).
+
+The first-stage size k' is `sparse_dim` when given (the paper's two-stage ablation fixes k' in {32768, 131072,
+524288} and varies k), else blowup * k clamped to d.
+"""
 
 from __future__ import annotations
 
@@ -15,22 +19,38 @@ from grass.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
+def first_stage_size(in_dim: int, out_dim: int, blowup: int = 4, sparse_dim: int | None = None) -> int:
+    """k', the width after the mask: sparse_dim when set (out_dim < sparse_dim <= in_dim, else GrassError),
+    else min(blowup * out_dim, in_dim) (blowup an integer >= 1)."""
+    if not _is_int(blowup) or int(blowup) < 1:
+        raise GrassError(f"GraSS: blowup must be an integer >= 1, got {blowup!r}")
+    if sparse_dim is None:
+        k_prime = int(blowup) * int(out_dim)
+        if k_prime > in_dim:
+            log.info("GraSS: mask size blowup*k=%d exceeds in_dim=%d; clamped to %d", k_prime, in_dim, in_dim)
+        return min(k_prime, int(in_dim))
+    if not _is_int(sparse_dim) or not int(out_dim) < int(sparse_dim) <= int(in_dim):
+        raise GrassError(f"GraSS: compressor.sparse_dim (the first-stage size k') must be an integer with "
+                         f"proj_dim={out_dim} < k' <= {in_dim} (the gradient's width), got {sparse_dim!r}; "
+                         "sparse_dim=null uses blowup * proj_dim")
+    return int(sparse_dim)
+
+
 class GraSS(Compressor):
-    """x [B, d] -> SJLT(x[:, I]) [B, k] float32, |I| = k' = min(blowup * k, d).
+    """x [B, d] -> SJLT(x[:, I]) [B, k] float32, |I| = k' = sparse_dim, or min(blowup * k, d) when it is None.
 
     The mask is built by `_make_mask`, so a selective-mask variant only overrides that method.
     """
 
     def __init__(self, in_dim: int, out_dim: int, seed: int = 0, blowup: int = 4, c: int = 1,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", sparse_dim: int | None = None) -> None:
         super().__init__(in_dim, out_dim, seed)
-        if isinstance(blowup, bool) or not hasattr(blowup, "__index__") or int(blowup) < 1:
-            raise GrassError(f"GraSS: blowup must be an integer >= 1, got {blowup!r}")
-        self.blowup = blowup = int(blowup)
-        k_prime = blowup * self.out_dim
-        if k_prime > self.in_dim:
-            log.info("GraSS: mask size blowup*k=%d exceeds in_dim=%d; clamped to %d", k_prime, self.in_dim, self.in_dim)
-            k_prime = self.in_dim
+        k_prime = first_stage_size(self.in_dim, self.out_dim, blowup, sparse_dim)
+        self.blowup = int(blowup)
         self.k_prime = k_prime
         self.mask = self._make_mask(k_prime)
         self.sjlt = SJLT(k_prime, self.out_dim, seed=derive_seed(self.seed, "sjlt"), c=c, backend=backend)

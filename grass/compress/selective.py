@@ -1,7 +1,7 @@
 """Compressors built on a learned selective mask (SPEC 3, 4): `selective_mask` and GraSS with it (`grass_sm`).
 
 The mask is read from `<mask_dir>/<k>/<layer>.pt` (grass.selective.artifact), where k is the mask's own
-size: out_dim for SelectiveMask, k' = min(blowup * out_dim, in_dim) for GraSSSelective. A missing or
+size: out_dim for SelectiveMask, k' (sparse_dim, or min(blowup * out_dim, in_dim)) for GraSSSelective. A missing or
 mismatched file is an error that says to run `stage=selective_mask`; there is no random fallback.
 `expected_fingerprint` (grass.selective.artifact.mask_fingerprint of the run) is required: the pipeline
 adds it to the compressor node, because it depends on the trained models' artifact key.
@@ -14,7 +14,7 @@ from typing import Mapping
 
 import torch
 
-from grass.compress.grass_compressor import GraSS
+from grass.compress.grass_compressor import GraSS, first_stage_size
 from grass.compress.mask import IndexMask, check_mask_size
 from grass.errors import GrassError
 from grass.instantiate import plain_node
@@ -56,9 +56,10 @@ class SelectiveMask(IndexMask):
 
 
 class GraSSSelective(GraSS):
-    """x [B, d] -> SJLT(x[:, I]) [B, k], I the learned mask of size k' = min(blowup * k, d) (SPEC 3 `grass`).
+    """x [B, d] -> SJLT(x[:, I]) [B, k], I the learned mask of size k' (SPEC 3 `grass`): sparse_dim, or
+    min(blowup * k, d) when sparse_dim is None. Masks of each k' live in their own `<mask_dir>/<k'>/` folder.
 
-    grass_knobs (blowup, c, ...) go to GraSS unchanged.
+    grass_knobs (blowup, c, sparse_dim, ...) go to GraSS unchanged.
     """
 
     def __init__(self, in_dim: int, out_dim: int, seed: int = 0, mask_dir: str | None = None, layer: str = FLAT,
@@ -74,8 +75,9 @@ class GraSSSelective(GraSS):
 
     @classmethod
     def mask_size(cls, in_dim: int, out_dim: int, **knobs) -> int:
-        blowup = knobs.get("blowup", inspect.signature(GraSS).parameters["blowup"].default)
-        return min(int(blowup) * int(out_dim), int(in_dim))
+        defaults = inspect.signature(GraSS).parameters
+        blowup = knobs.get("blowup", defaults["blowup"].default)
+        return first_stage_size(int(in_dim), int(out_dim), blowup, knobs.get("sparse_dim"))
 
 
 def required_mask_size(node, in_dim: int, out_dim: int) -> int:

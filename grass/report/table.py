@@ -1,4 +1,7 @@
-"""Collect run metrics under outputs/<experiment>/ into a method x k table (markdown + CSV) and a plot."""
+"""Collect run metrics under outputs/<experiment>/ into a method x k table (markdown + CSV) and two plots:
+LDS vs time (lds_vs_time.png) and the paper's small-scale bars (lds_time_bars.png, grass.report.bars).
+build_combined puts several experiments (the three small settings) into one table and one figure.
+"""
 
 import csv
 import io
@@ -8,6 +11,7 @@ from pathlib import Path
 
 from grass.errors import GrassError
 from grass.io import atomic_write_bytes
+from grass.report.bars import bar_figure, method_key
 from grass.report.reference import PAPER_NOTES, PAPER_SETUP, paper_number
 
 log = logging.getLogger(__name__)
@@ -26,12 +30,19 @@ def collect(experiment_dir: Path) -> list[dict]:
     return sorted(runs, key=lambda m: (m["run/tda"], m["run/compressor"], m["run/proj_dim"], m["run/seed"]))
 
 
+def method_label(compressor: str, sparse_dim: int | None) -> str:
+    """The table's method: the compressor name, with k' for a two-stage run ("grass k'=32768")."""
+    return compressor if sparse_dim is None else f"{compressor} k'={int(sparse_dim)}"
+
+
 def rows_for_table(runs: list[dict], experiment: str) -> list[dict]:
     rows = []
     for m in runs:
-        paper = paper_number(experiment, m["run/compressor"], m["run/proj_dim"])
+        k_prime = m.get("run/sparse_dim")
+        paper = paper_number(experiment, m["run/compressor"], m["run/proj_dim"], k_prime)
         rows.append({
-            "method": m["run/compressor"], "k": m["run/proj_dim"], "tda": m["run/tda"], "seed": m["run/seed"],
+            "method": method_label(m["run/compressor"], k_prime), "k": m["run/proj_dim"], "tda": m["run/tda"],
+            "seed": m["run/seed"], "sparse_dim": k_prime,
             "lds": m["lds/mean"], "ci_low": m["lds/ci_low"], "ci_high": m["lds/ci_high"],
             "compress_s": m.get("time/compress_s", float("nan")), "damping": m.get("damping/chosen"),
             "paper_lds": paper[0] if paper else None, "paper_s": paper[1] if paper else None,
@@ -48,7 +59,7 @@ def markdown(rows: list[dict], experiment: str) -> str:
     lines = [f"## {experiment}: LDS and compression time (ours vs the paper)"]
     for tda in sorted({r["tda"] for r in rows}):
         lines += ["", f"### tda={tda}", ""] + _table([r for r in rows if r["tda"] == tda])
-    methods = sorted({r["method"] for r in rows})
+    methods = {r["method"] for r in rows}
     machines = sorted({r["machine"] for r in rows if r["machine"]})
     checkpoints = sorted({r["checkpoints"] for r in rows})
     tdas = sorted({r["tda"] for r in rows})
@@ -79,7 +90,7 @@ def _table(rows: list[dict]) -> list[str]:
     cells = {(method, k): runs for (_, method, k), runs in runs_per_cell(rows).items()}
     lines = ["| method | " + " | ".join(f"k={k} ours: LDS [95% CI] / s | k={k} paper" for k in ks) + " |",
              "|---|" + "---|---|" * len(ks)]
-    for method in sorted({r["method"] for r in rows}):
+    for method in sorted({r["method"] for r in rows}, key=method_key):
         out = []
         for k in ks:
             r = cells.get((method, k), [None])[-1]
@@ -134,17 +145,44 @@ def plot(rows: list[dict], path: Path, experiment: str) -> None:
     plt.close(fig)
 
 
-def build_report(root: Path, experiment: str) -> str:
-    """Writes table.md, table.csv and lds_vs_time.png under <root>/<experiment>/report/; returns the markdown."""
+def experiment_rows(root: Path, experiment: str) -> list[dict]:
+    """The table rows of every finished run under <root>/<experiment>/; GrassError when there are none."""
     runs = collect(root / experiment)
     if not runs:
         raise GrassError(f"no finished runs (metrics.json with lds/mean) under {root / experiment}")
-    rows = rows_for_table(runs, experiment)
+    return rows_for_table(runs, experiment)
+
+
+def build_report(root: Path, experiment: str) -> str:
+    """Writes table.md, table.csv, lds_vs_time.png and lds_time_bars.png under <root>/<experiment>/report/;
+    returns the markdown."""
+    rows = experiment_rows(root, experiment)
     out = root / experiment / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, experiment)
     atomic_write_bytes(text.encode(), out / "table.md")
     write_csv(rows, out / "table.csv")
     plot(rows, out / "lds_vs_time.png", experiment)
+    bar_figure([(experiment, rows)], out / "lds_time_bars.png")
     log.info("report written to %s", out)
+    return text
+
+
+def build_combined(root: Path, name: str, experiments: list[str]) -> str:
+    """One table and one figure over several experiments (the paper's small-scale figure: all three settings).
+
+    Writes <root>/<name>/report/{table.md, table.csv (an `experiment` column added), lds_time_bars.png (one
+    column per experiment)}; every experiment must have finished runs (GrassError naming the first without).
+    Returns the markdown: each experiment's section, in the order given.
+    """
+    if not experiments:
+        raise GrassError("report: combine=[] names no experiments to combine")
+    per = [(experiment, experiment_rows(root, experiment)) for experiment in experiments]
+    out = root / name / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    text = f"# {name}: {', '.join(experiments)}\n\n" + "\n".join(markdown(rows, e) for e, rows in per)
+    atomic_write_bytes(text.encode(), out / "table.md")
+    write_csv([{"experiment": e, **r} for e, rows in per for r in rows], out / "table.csv")
+    bar_figure(per, out / "lds_time_bars.png")
+    log.info("combined report written to %s", out)
     return text
