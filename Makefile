@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus fashion-mnist clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tok
 
 corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)
 	$(PY) -m grass.data.corpus_fetch janeausten data_cache/janeausten
+
+fashion-mnist: setup  ## fetch Fashion-MNIST from Debian's dataset-fashion-mnist into data_cache/fashion-mnist (for dataset=fmnist2, experiment=fmnist2_resnet9_tiny)
+	$(PY) -m grass.data.fashion_fetch data_cache/fashion-mnist
 
 clean:  ## remove outputs (trained models and caches included)
 	rm -rf outputs multirun
