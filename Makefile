@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus fashion-mnist clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,8 @@ SMALL_EXP_mnist = $(if $(SMALL_TINY),mnist_mlp_tiny,mnist_mlp)
 SMALL_EXP_cifar2 = $(if $(SMALL_TINY),fmnist2_resnet9_tiny,cifar2_resnet9)
 SMALL_EXP_maestro = $(if $(SMALL_TINY),music21_music_tiny,maestro_music)
 SMALL_EXPS = $(foreach s,$(SMALL_SETTINGS),$(SMALL_EXP_$(s)))
+# the offline data a tiny grid reads (the cifar2 stand-in is Fashion-MNIST, fetched once)
+SMALL_DATA = $(if $(and $(SMALL_TINY),$(filter cifar2,$(SMALL_SETTINGS))),fashion-mnist,)
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -70,7 +72,7 @@ $(if $(SETTING),,$(PY) report.py experiment_name=small_scale$(SMALL_TINY) combin
 endef
 
 .PHONY: reproduce-small-scale table-small-scale
-reproduce-small-scale: setup  ## the small settings: {random_mask, selective_mask, sjlt, fjlt, gaussian where feasible, two-stage grass / grass_sm at k'} x k in {2048, 4096, 8192}, then table + bar figure (SETTING=mnist|cifar2|maestro or all; SCALE=paper|tiny)
+reproduce-small-scale: setup $(SMALL_DATA)  ## the small settings: {random_mask, selective_mask, sjlt, fjlt, gaussian where feasible, two-stage grass / grass_sm at k'} x k in {2048, 4096, 8192}, then table + bar figure (SETTING=mnist|cifar2|maestro or all; SCALE=paper|tiny)
 	@$(if $(filter-out mnist cifar2 maestro,$(SMALL_SETTINGS)),echo "error: SETTING=$(SETTING): choose mnist$(comma) cifar2 or maestro (or none: all three)"; exit 2,true)
 	@$(if $(filter-out paper tiny,$(SCALE)),echo "error: SCALE=$(SCALE): choose paper or tiny"; exit 2,true)
 	$(foreach s,$(SMALL_SETTINGS),$(PY) run.py -m +small_scale=$(s)$(SMALL_TINY) paths.root=$(ROOT) $(ARGS) && ) true
@@ -99,6 +101,9 @@ bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tok
 
 corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)
 	$(PY) -m grass.data.corpus_fetch janeausten data_cache/janeausten
+
+fashion-mnist: setup  ## fetch Fashion-MNIST from Debian's dataset-fashion-mnist into data_cache/fashion-mnist (for dataset=fmnist2, experiment=fmnist2_resnet9_tiny)
+	$(PY) -m grass.data.fashion_fetch data_cache/fashion-mnist
 
 clean:  ## remove outputs (trained models and caches included)
 	rm -rf outputs multirun
