@@ -119,7 +119,8 @@ def test_partial_cache_is_converted_again(damaged_copy, caplog, damage, reason):
     with caplog.at_level(logging.WARNING, logger="grass.models.gguf"):
         model = gguf_causal_lm(SPEC.package, SPEC.gguf_file, cache)
     assert len(calls) == 1 and reason in caplog.text and "converting" in caplog.text
-    assert isinstance(model, LlamaForCausalLM) and [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]
+    assert isinstance(model, LlamaForCausalLM)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]
     assert gguf.cache_problem(folder, folder.name.rsplit("-", 1)[1]) is None
 
 
