@@ -138,7 +138,7 @@ class SelectiveMaskConfig:
 
 @dataclass
 class StoreConfig:
-    """pipeline=store (the staged, sharded pipeline of grass.staged): where and how features are kept."""
+    """pipeline=store (the staged, sharded pipeline of grass.store_stages): where and how features are kept."""
 
     dir: Optional[str] = None  # null: <paths.root>/<experiment_name>/store/<compressor>-k<K>-s<seed>-<cache hash>
     dtype: StoreDtype = StoreDtype.float32  # storage of train and iFVP features
@@ -207,7 +207,7 @@ class GrassConfig:
     experiment_name: str = "default"
     seed: int = 0
     proj_dim: int = 4096  # flat methods: whole-model k
-    pipeline: Pipeline = Pipeline.lds  # lds: in-memory, scored by LDS | store: staged and sharded (grass.staged)
+    pipeline: Pipeline = Pipeline.lds  # lds: in-memory, scored by LDS | store: staged and sharded (grass.store_stages)
     stage: Stage = Stage.all  # lds: all | finetune | selective_mask | groundtruth | attribute | lds
     # store: all | cache | precondition | ifvp | attribute | self_influence
     worker: str = "0/1"

@@ -13,18 +13,18 @@ from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.io import atomic_write_json
+from grass.lds_stages.attribute import make_attributor
+from grass.lds_stages.run import lds_stages, run_lds_stages
+from grass.run_context import RunContext
 from grass.run_settings import run_name, sparse_dim, tracker_name
-from grass.staged.run import run_store_stages, store_stages
-from grass.stages.attribute import make_attributor
-from grass.stages.context import RunContext
-from grass.stages.run import lds_stages, run_lds_stages
+from grass.store_stages.run import run_store_stages, store_stages
 from grass.tasks import make_task
 from grass.track import Tracker
 from grass.validate import validate_config, validate_for_task
 
 log = logging.getLogger(__name__)
 # pipeline -> (the stages a `stage` value names, the runner that executes them in order): each pipeline's stage
-# registry lives beside its stages (grass/stages/run.py, grass/staged/run.py)
+# registry lives beside its stages (grass/lds_stages/run.py, grass/store_stages/run.py)
 PIPELINES = {"lds": (lds_stages, run_lds_stages), "store": (store_stages, run_store_stages)}
 
 

@@ -54,7 +54,7 @@ def result_settings(cfg) -> dict:
         out.pop("proj_dim", None)
     if "sparse_dim" in out["compressor"] and out["compressor"]["sparse_dim"] is None:
         del out["compressor"]["sparse_dim"]  # null = blowup * proj_dim, as before the key existed: same folders
-    from grass.stages.selective import mask_node  # (heavy imports: only once a name is asked for)
+    from grass.run_compressors import mask_node  # (heavy imports: only once a name is asked for
 
     if "expected_fingerprint" not in mask_node(out["compressor"]):  # no learned mask: its settings play no part
         out.pop("selective_mask", None)

@@ -29,8 +29,8 @@ from grass.dattri_bench.settings import uses_dattri
 from grass.errors import GrassError
 from grass.hardware import check_training_hardware
 from grass.run_settings import sparse_dim, uses_proj_dim
-from grass.staged.damping import damping_mode, queries_have_truth
 from grass.store.workers import parse_worker, resolve_worker
+from grass.store_stages.damping import damping_mode, queries_have_truth
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ MIN_REPORTED = 2  # queries the LDS is reported on, after the damping-validation
 SUBSET_STAGES = ("groundtruth", "attribute", "lds")  # pipeline=lds stages that read the subset models' truth
 SPLIT_STAGES = ("attribute", "lds")  # pipeline=lds stages that split the queries into validation / reported
 COMPRESSING_STAGES = ("selective_mask", "attribute", "cache")  # stages that build compressors (both pipelines)
-STORE_TDA = ("if_efim", "grad_dot", "trak")  # what pipeline=store computes (grass.staged.precondition)
-STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.staged.model)
+STORE_TDA = ("if_efim", "grad_dot", "trak")  # what pipeline=store computes (grass.store_stages.precondition)
+STORE_MODELS = ("checkpoint", "base")  # store.model: what pipeline=store attributes (grass.store_stages.model)
 WORKER_STAGES = ("cache", "ifvp")  # pipeline=store stages that split their chunks among workers
 
 
@@ -64,7 +64,7 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
     if cfg.pipeline == "lds" and set(SPLIT_STAGES) & set(stages):
         check_query_count(cfg, task.n_query, f"dataset {cfg.dataset.name} has {task.n_query} query examples, which")
     if cfg.pipeline == "store" and cfg.store.prompts_dir and {"cache", "attribute"} & set(stages):
-        from grass.staged.queries import prompt_blocks  # (imports the store stages' context)
+        from grass.store_stages.queries import prompt_blocks  # (imports the store stages' context)
 
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):

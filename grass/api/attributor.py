@@ -2,7 +2,7 @@
 `attribute(query_loader) -> scores [n_train, n_query]`, `top_k(scores, k)` and `self_influence()`.
 
 The same engine the CLI runs (ARCHITECTURE.md section 2): compressors from the same conf/ yaml files
-(grass.compress.factory.build_compressor, grass.compress.factorized via grass.stages.attribute_linear.
+(grass.compress.factory.build_compressor, grass.compress.factorized via grass.lds_stages.attribute_linear.
 layer_compressors), flat per-example gradients (grass.capture.flat) or factorized nn.Linear capture
 (grass.capture.linear.LinearCapture), per-checkpoint sketch seeds derived as the CLI derives them, the CLI's
 attributors (grass.attribute.attributors, per layer through grass.attribute.blockwise) over
@@ -34,9 +34,8 @@ from grass.compress.factorized import is_factorized
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
+from grass.run_compressors import layer_compressors, mask_node
 from grass.seeding import derive_seed
-from grass.stages.attribute_linear import layer_compressors
-from grass.stages.selective import mask_node
 from grass.store import FeatureStore
 
 

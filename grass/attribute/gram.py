@@ -11,7 +11,7 @@ F = G / n with lambda_eff = lambda * trace(F) / k is a = 1 / n, b = lambda * tra
 TRAK's Phi^T Phi + lambda I on features scaled by 1 / sqrt(p) is a = 1 / p, b = lambda (SPEC 1.2).
 grad_dot has no preconditioner (identity).
 
-grass.attribute.solver.DampedSolver (pipeline=lds, in memory) and grass.staged (pipeline=store, shards on
+grass.attribute.solver.DampedSolver (pipeline=lds, in memory) and grass.store_stages (pipeline=store, shards on
 disk) both fit with `GramAccumulator` and damp with `FeatureEigen`.
 """
 

@@ -37,7 +37,7 @@ from grass.dattri_bench.settings import (
 )
 from grass.errors import GrassError
 from grass.io import atomic_write_json
-from grass.stages.finetune import checkpoint_path, subset_model_path
+from grass.model_files import checkpoint_path, subset_model_path
 
 log = logging.getLogger(__name__)
 MIN_QUERY_AGREEMENT = 0.9

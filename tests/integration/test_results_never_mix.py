@@ -14,7 +14,7 @@ import pytest
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.pipeline import run, run_dir
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
 from grass.tasks import make_task
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import build_classifier, build_lm
+from grass.run_compressors import uses_learned_mask
 from grass.run_settings import tracker_name
-from grass.stages.selective import uses_learned_mask
 from grass.track import Tracker
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 
 from grass.config import register_configs
 from grass.instantiate import instantiate_node
+from grass.lds_stages.run import lds_stages as stages_to_run
 from grass.pipeline import run_dir
 from grass.report.reference import PAPER, paper_number
 from grass.run_settings import sparse_dim
-from grass.stages.run import lds_stages as stages_to_run
 from grass.tasks import make_task
 from grass.validate import validate_config, validate_for_task
 

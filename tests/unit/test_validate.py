@@ -11,11 +11,11 @@ import grass.pipeline
 from grass.data.subsets import validation_size
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
+from grass.lds_stages.run import lds_stages
 from grass.models.mlp import MLP
 from grass.pipeline import run
-from grass.staged.run import store_stages
-from grass.stages.attribute_linear import build_layer_compressors
-from grass.stages.run import lds_stages
+from grass.run_compressors import build_layer_compressors
+from grass.store_stages.run import store_stages
 from grass.tasks import make_task
 from grass.validate import min_queries, validate_config, validate_for_task
 

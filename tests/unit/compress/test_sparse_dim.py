@@ -8,9 +8,9 @@ from grass.compress.grass_compressor import GraSS
 from grass.compress.selective import GraSSSelective, required_mask_size
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
+from grass.lds_stages.run import lds_stages as stages_to_run
 from grass.pipeline import run_dir
 from grass.selective.artifact import mask_path, save_mask
-from grass.stages.run import lds_stages as stages_to_run
 from grass.tasks import make_task
 from grass.validate import validate_config, validate_for_task
 

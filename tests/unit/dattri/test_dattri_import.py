@@ -11,10 +11,10 @@ from grass.dattri_bench import settings as dattri
 from grass.dattri_bench.importer import groundtruth_path
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
+from grass.model_files import checkpoint_path, subset_model_path
 from grass.models.build import load_classifier
 from grass.pipeline import run
 from grass.run_settings import run_name
-from grass.stages.finetune import checkpoint_path, subset_model_path
 
 
 @pytest.fixture

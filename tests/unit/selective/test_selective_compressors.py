@@ -9,9 +9,9 @@ from grass.compress.mask import IndexMask
 from grass.compress.selective import GraSSSelective, SelectiveMask, required_mask_size
 from grass.compress.sjlt import SJLT
 from grass.errors import GrassError
+from grass.run_compressors import mask_node
 from grass.seeding import derive_seed
 from grass.selective.artifact import mask_fingerprint, mask_path, save_mask
-from grass.stages.selective import mask_node
 
 FP = mask_fingerprint("digits-mlp-abc", checkpoint=0, target="margin", learn={"lr": 0.01}, seed=0)
 
@@ -129,7 +129,7 @@ def test_factorized_sides_load_the_mask_of_their_layer_side_and_pair(tmp_path):
 
 
 def test_pipeline_fills_the_fingerprint_into_a_factorized_side(compose_cfg):
-    from grass.stages.selective import compressor_node, mask_node, uses_learned_mask
+    from grass.run_compressors import compressor_node, mask_node, uses_learned_mask
 
     class Ctx:  # what compressor_node reads
         def __init__(self, cfg):

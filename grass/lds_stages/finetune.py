@@ -8,46 +8,26 @@ from its base) is the task's business.
 """
 
 import logging
-from pathlib import Path
 
 import torch
 from filelock import Timeout
 from tqdm.auto import tqdm
 
 from grass.artifacts import artifact_lock, artifact_ready, save_artifact
-from grass.data.subsets import load_or_draw_subsets
 from grass.dattri_bench.settings import uses_dattri
 from grass.hardware import world_size
+from grass.model_files import checkpoint_path, subset_masks, subset_model_path
+from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.stages.context import RunContext
 
 log = logging.getLogger(__name__)
 HINT = "run stage=finetune (or stage=all) to train it again"
 
 
-def subset_model_path(models_dir: Path, s: int) -> Path:
-    return models_dir / f"subset_{s:03d}.pt"
-
-
-def checkpoint_path(models_dir: Path, c: int) -> Path:
-    return models_dir / f"checkpoint_{c:03d}.pt"
-
-
-def subset_masks(ctx: RunContext) -> torch.Tensor:
-    """Bool [M, n_train], stored beside the models (finetune.source=dattri: dattri's, imported)."""
-    if uses_dattri(ctx.cfg):
-        from grass.dattri_bench.importer import dattri_subset_masks
-
-        return dattri_subset_masks(ctx)
-    lds = ctx.cfg.lds
-    return load_or_draw_subsets(ctx.models_dir() / "subsets.pt", ctx.task.n_train, lds.subset_fraction,
-                                ctx.cfg.seed, lds.num_subsets)
-
-
 def run_finetune(ctx: RunContext) -> None:
     if uses_dattri(ctx.cfg):  # the paper's own models: imported, not trained
         from grass.dattri_bench.importer import import_benchmark
-        from grass.stages.groundtruth import groundtruth_settings
+        from grass.lds_stages.groundtruth import groundtruth_settings
 
         with ctx.timed("time/finetune_s"):
             import_benchmark(ctx, groundtruth_settings(ctx))

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from grass.attribute.sources import InMemoryFeatures
 from grass.capture.flat import grad_sizes, iter_flat_grads, num_params, trak_weights
 from grass.compress.factory import build_compressor
+from grass.model_files import checkpoint_path
+from grass.run_compressors import compressor_node
+from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.stages.context import RunContext
-from grass.stages.finetune import checkpoint_path
-from grass.stages.selective import compressor_node
 from grass.validate import check_proj_dim
 
 

@@ -13,16 +13,16 @@ from tqdm.auto import tqdm
 
 from grass.errors import GrassError
 from grass.fingerprint import fingerprint
-from grass.staged.cache import open_train_store
-from grass.staged.damping import damping_mode
-from grass.staged.ifvp import scored_store
-from grass.staged.layout import precondition_fingerprint, store_layout
-from grass.staged.precondition import load_precondition
-from grass.staged.profile import profiled
-from grass.staged.queries import capture_queries
-from grass.staged.report import write_report
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
 from grass.store import FeatureStore, chunk_ranges, pending_chunks
+from grass.store_stages.cache import open_train_store
+from grass.store_stages.damping import damping_mode
+from grass.store_stages.ifvp import scored_store
+from grass.store_stages.layout import precondition_fingerprint, store_layout
+from grass.store_stages.precondition import load_precondition
+from grass.store_stages.profile import profiled
+from grass.store_stages.queries import capture_queries
+from grass.store_stages.report import write_report
 
 log = logging.getLogger(__name__)
 FLOAT = 4  # bytes

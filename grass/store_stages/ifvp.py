@@ -1,5 +1,5 @@
 """Stage `ifvp`: inverse-Fisher-vector products w_i Phi_b P_b of this worker's train chunks into the ifvp store
-(P_b and the row weights w of grass.staged.precondition).
+(P_b and the row weights w of grass.store_stages.precondition).
 
 tda=grad_dot has no preconditioner (P = I): its later stages score the train features themselves
 (`scored_store`), and this stage writes nothing.
@@ -11,13 +11,13 @@ from tqdm.auto import tqdm
 
 from grass.attribute.sources import StoreFeatures
 from grass.attribute.streamed import apply_inverses
-from grass.staged.cache import open_train_store
-from grass.staged.damping import damping_mode
-from grass.staged.layout import precondition_fingerprint, store_layout
-from grass.staged.precondition import load_precondition
-from grass.staged.profile import profiled
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
 from grass.store import FeatureStore, pending_chunks, resolve_worker
+from grass.store_stages.cache import open_train_store
+from grass.store_stages.damping import damping_mode
+from grass.store_stages.layout import precondition_fingerprint, store_layout
+from grass.store_stages.precondition import load_precondition
+from grass.store_stages.profile import profiled
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What turns examples into the store's compressed features: per linear layer (factorized compressors, any
 task) or one flat block of whole-model gradients (flat compressors, any task), of the attributed model(s).
 
-Each checkpoint c uses its seeds exactly as pipeline=lds builds them (grass.stages.attribute_linear /
+Each checkpoint c uses its seeds exactly as pipeline=lds builds them (grass.lds_stages.attribute_linear /
 attribute_flat), so the features, and hence the scores, agree with the in-memory pipeline's. With
 tda.num_checkpoints = C > 1 the blocks of checkpoint c are named "ckpt<c>/<block>" (one store row holds every
 checkpoint's features side by side); with one checkpoint they keep their own names.
@@ -20,12 +20,12 @@ from grass.capture.linear import LinearCapture
 from grass.compress.factorized import is_factorized
 from grass.compress.factory import build_compressor
 from grass.errors import GrassError
+from grass.lds_stages.attribute_flat import flat_features
+from grass.run_compressors import compressor_node
+from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.staged.features import capture_rows, check_rows_finite, example_labels
-from grass.staged.model import attribution_model, layer_compressors
-from grass.stages.attribute_flat import flat_features
-from grass.stages.context import RunContext
-from grass.stages.selective import compressor_node
+from grass.store_stages.features import capture_rows, check_rows_finite, example_labels
+from grass.store_stages.model import attribution_model, layer_compressors
 
 
 class Featurizer(Protocol):
@@ -91,6 +91,6 @@ class CheckpointFeaturizer:
 
 
 def store_featurizer(ctx: RunContext) -> CheckpointFeaturizer:
-    """The featurizer of this config's compressor over the attributed model(s) (grass.staged.model)."""
+    """The featurizer of this config's compressor over the attributed model(s) (grass.store_stages.model)."""
     kind = LinearFeaturizer if is_factorized(ctx.cfg.compressor) else FlatFeaturizer
     return CheckpointFeaturizer([kind(ctx, attribution_model(ctx, c), c) for c in range(ctx.cfg.tda.num_checkpoints)])

@@ -14,7 +14,7 @@ BUDGET_GB = 0.04  # 40 MB; the score matrix is N x M x 4 = 120 MB
 
 IMPORTS = """
 import resource, sys, torch
-from grass.staged.attribute import TopK, stream_scores
+from grass.store_stages.attribute import TopK, stream_scores
 from grass.store import FeatureStore
 """
 STREAM = """

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from grass.fingerprint import normalize
 from grass.instantiate import plain_node
+from grass.run_compressors import compressor_node
+from grass.run_context import RunContext
 from grass.run_settings import settings_hash, uses_proj_dim
-from grass.staged.damping import damping_setting
-from grass.stages.context import RunContext
-from grass.stages.selective import compressor_node
+from grass.store_stages.damping import damping_setting
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def cache_fingerprint(ctx: RunContext) -> dict:
 
 
 def precondition_fingerprint(ctx: RunContext) -> dict:
-    """The cache's, plus the tda and how its damping is set (grass.staged.damping.damping_setting)."""
+    """The cache's, plus the tda and how its damping is set (grass.store_stages.damping.damping_setting)."""
     tda = ctx.cfg.tda
     return {**cache_fingerprint(ctx), "tda": {"name": tda.name, "damping": tda.damping},
             "damping": damping_setting(ctx.cfg)}

@@ -27,7 +27,7 @@ def _entries(top_pair, j: int) -> list[tuple[int, float]]:
 
 def write_report(ctx, layout, queries, top, damping: float | None) -> tuple[Path, Path]:
     """report.{md,html} of the top-k per query; damping: the one the scores used (None: the tda has none)."""
-    from grass.staged.queries import tokenizer_of
+    from grass.store_stages.queries import tokenizer_of
 
     tokenizer = tokenizer_of(ctx.data) if isinstance(ctx.data, TextBlocks) else None
     cfg = ctx.cfg

@@ -10,8 +10,8 @@ from tqdm.auto import tqdm
 
 from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.dattri_bench.settings import uses_dattri
-from grass.stages.context import RunContext
-from grass.stages.finetune import subset_model_path
+from grass.model_files import subset_model_path
+from grass.run_context import RunContext
 
 log = logging.getLogger(__name__)
 

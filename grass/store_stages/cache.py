@@ -8,11 +8,11 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from grass.staged.featurizer import store_featurizer
-from grass.staged.layout import cache_fingerprint, store_layout
-from grass.staged.profile import profiled
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
 from grass.store import FeatureStore, pending_chunks, resolve_worker
+from grass.store_stages.featurizer import store_featurizer
+from grass.store_stages.layout import cache_fingerprint, store_layout
+from grass.store_stages.profile import profiled
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Stage `attribute`: features of each checkpoint -> attributor -> scores with the damping chosen on validation.
 
-Flat compressors read whole-model per-example gradients (grass.stages.attribute_flat); factorized ones
-read linear-layer captures and score block-diagonally, one block per layer (grass.stages.attribute_linear).
+Flat compressors read whole-model per-example gradients (grass.lds_stages.attribute_flat); factorized ones
+read linear-layer captures and score block-diagonally, one block per layer (grass.lds_stages.attribute_linear).
 time/compress_s is the compression time over the train set, all checkpoints (kernel builds and loads excluded).
 """
 
@@ -14,10 +14,10 @@ from grass.attribute.damping import select_damping
 from grass.compress.factorized import is_factorized
 from grass.instantiate import instantiate_node
 from grass.kernels.dispatch import prepare as prepare_kernels
-from grass.stages.attribute_flat import add_flat_checkpoints
-from grass.stages.attribute_linear import add_linear_checkpoints
-from grass.stages.context import RunContext
-from grass.stages.evaluate import record_damping, validation_objective
+from grass.lds.validation import record_damping, validation_objective
+from grass.lds_stages.attribute_flat import add_flat_checkpoints
+from grass.lds_stages.attribute_linear import add_linear_checkpoints
+from grass.run_context import RunContext
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import logging
 import torch
 
 from grass.artifacts import save_artifact
-from grass.staged.cache import open_train_store
-from grass.staged.ifvp import scored_store
-from grass.staged.layout import precondition_fingerprint, store_layout
-from grass.staged.profile import profiled
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
+from grass.store_stages.cache import open_train_store
+from grass.store_stages.ifvp import scored_store
+from grass.store_stages.layout import precondition_fingerprint, store_layout
+from grass.store_stages.profile import profiled
 
 log = logging.getLogger(__name__)
 

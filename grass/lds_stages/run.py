@@ -10,13 +10,14 @@ import torch
 
 from grass.artifacts import load_artifact, save_artifact
 from grass.errors import GrassError
+from grass.lds_stages.attribute import run_attribute
+from grass.lds_stages.evaluate import run_lds
+from grass.lds_stages.finetune import run_finetune
+from grass.lds_stages.groundtruth import run_groundtruth
+from grass.lds_stages.selective import run_selective_mask
+from grass.run_compressors import uses_learned_mask
+from grass.run_context import RunContext
 from grass.run_settings import result_settings
-from grass.stages.attribute import run_attribute
-from grass.stages.context import RunContext
-from grass.stages.evaluate import run_lds
-from grass.stages.finetune import run_finetune
-from grass.stages.groundtruth import run_groundtruth
-from grass.stages.selective import run_selective_mask, uses_learned_mask
 
 
 def _selective_mask(ctx: RunContext) -> None:

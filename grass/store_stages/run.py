@@ -1,13 +1,13 @@
 """The stages of pipeline=store, in order; stage=all chains them in one process."""
 
 from grass.errors import GrassError
-from grass.staged.attribute import run_attribute_store
-from grass.staged.cache import run_cache
-from grass.staged.ifvp import run_ifvp
-from grass.staged.precondition import run_precondition
-from grass.staged.self_influence import run_self_influence
-from grass.stages.context import RunContext
-from grass.stages.run import LDS_STAGES
+from grass.lds_stages.run import LDS_STAGES
+from grass.run_context import RunContext
+from grass.store_stages.attribute import run_attribute_store
+from grass.store_stages.cache import run_cache
+from grass.store_stages.ifvp import run_ifvp
+from grass.store_stages.precondition import run_precondition
+from grass.store_stages.self_influence import run_self_influence
 
 STORE_STAGES = {"cache": run_cache, "precondition": run_precondition, "ifvp": run_ifvp,
                 "attribute": run_attribute_store, "self_influence": run_self_influence}

@@ -15,14 +15,13 @@ from tqdm.auto import tqdm
 
 from grass.attribute.blockwise import BlockwiseAttributor
 from grass.attribute.sources import InMemoryFeatures
-from grass.capture.linear import LinearCapture, layer_dims
-from grass.compress.factorized import FactorizedCompressor, build_factorized
+from grass.capture.linear import LinearCapture
+from grass.compress.factorized import FactorizedCompressor
 from grass.fingerprint import fingerprint
+from grass.model_files import checkpoint_path
+from grass.run_compressors import build_layer_compressors
+from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.stages.context import RunContext
-from grass.stages.finetune import checkpoint_path
-from grass.stages.selective import compressor_node
-from grass.validate import check_proj_dim
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +38,6 @@ class _TimedCompressor:
     def __call__(self, a, delta, token_mask=None):
         with self.ctx.timed(self.key):
             return self.inner(a, delta, token_mask)
-
-
-def layer_compressors(node, model, patterns, proj_dim: int, seed: int,
-                      device: torch.device) -> dict[str, FactorizedCompressor]:
-    """{layer name: FactorizedCompressor} for every nn.Linear matching `patterns`, K = proj_dim per layer, warmed up.
-
-    node: a `kind: factorized` compressor config (selective sides already carry their mask fingerprint); seeds are
-    derived from `seed` and the layer name (grass.compress.factorized). One untimed call per layer on a zero token
-    does the one-time setup (loading the SJLT kernel, drawing and caching a dense Gaussian), so time/compress_s
-    measures the per-example cost of every method alike. Used by the attribute stage and grass.api alike.
-    """
-    dims = layer_dims(model, list(patterns))
-    compressors = {name: build_factorized(node, in_dim=i, out_dim=o, proj_dim=proj_dim, seed=seed, layer_name=name)
-                   for name, (o, i) in dims.items()}
-    for comp in compressors.values():
-        comp(torch.zeros(1, 1, comp.in_dim, device=device), torch.zeros(1, 1, comp.grad_dim, device=device))
-    return compressors
-
-
-def build_layer_compressors(ctx: RunContext, model, seed: int) -> dict[str, FactorizedCompressor]:
-    """layer_compressors for this run's config (capture.layers, proj_dim, the compressor with its mask)."""
-    check_proj_dim(ctx.cfg, model)  # up front too, where the model's shapes were known before loading it
-    node = compressor_node(ctx)  # selective sides get this run's mask fingerprint
-    return layer_compressors(node, model, list(ctx.cfg.capture.layers), ctx.cfg.proj_dim, seed, ctx.device)
 
 
 def _collect(ctx: RunContext, capture: LinearCapture, timed: dict, side: str) -> dict[str, torch.Tensor]:

@@ -15,9 +15,9 @@ from grass.data.local_text import read_text
 from grass.data.text import TextBlocks, decode_block, lm_batch
 from grass.data.tokenizer import resolve_tokenizer
 from grass.errors import GrassError
-from grass.staged.features import capture_batches
-from grass.staged.featurizer import CheckpointFeaturizer, store_featurizer
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
+from grass.store_stages.features import capture_batches
+from grass.store_stages.featurizer import CheckpointFeaturizer, store_featurizer
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Stage `precondition`: per block P_b from every train shard, the row weights, and the damping lambda: chosen on
-the validation queries or store.damping (grass.staged.damping).
+the validation queries or store.damping (grass.store_stages.damping).
 
 tda=if_efim: P_b = (F_b + lambda trace(F_b) / K_b I)^-1, F_b = Phi_b^T Phi_b / n (SPEC 1.1), rows weighted 1 / C
 over C checkpoints. tda=trak: P_b = s^2 (s^2 Phi_b^T Phi_b + lambda I)^-1 with s^2 = 1 / p, rows weighted by mean_c
@@ -20,17 +20,17 @@ from grass.attribute.sources import StoreFeatures
 from grass.attribute.streamed import StreamedAttributor
 from grass.capture.flat import num_params
 from grass.errors import GrassError
-from grass.staged.cache import open_train_store
-from grass.staged.damping import damping_mode
-from grass.staged.layout import precondition_fingerprint, store_layout
-from grass.staged.model import attribution_model
-from grass.staged.profile import profiled
-from grass.staged.queries import capture_queries
-from grass.stages.attribute_flat import train_weights
-from grass.stages.context import RunContext
-from grass.stages.evaluate import record_damping, validation_objective
-from grass.stages.groundtruth import run_groundtruth
+from grass.lds.validation import record_damping, validation_objective
+from grass.lds_stages.attribute_flat import train_weights
+from grass.lds_stages.groundtruth import run_groundtruth
+from grass.run_context import RunContext
 from grass.store import FeatureStore
+from grass.store_stages.cache import open_train_store
+from grass.store_stages.damping import damping_mode
+from grass.store_stages.layout import precondition_fingerprint, store_layout
+from grass.store_stages.model import attribution_model
+from grass.store_stages.profile import profiled
+from grass.store_stages.queries import capture_queries
 
 log = logging.getLogger(__name__)
 

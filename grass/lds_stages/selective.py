@@ -19,48 +19,17 @@ from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
 from grass.compress.selective import required_mask_size
 from grass.errors import GrassError
-from grass.instantiate import plain_node
+from grass.model_files import checkpoint_path
+from grass.run_compressors import expected_mask_fingerprint, mask_node, uses_learned_mask
+from grass.run_context import RunContext
 from grass.seeding import generator
-from grass.selective.artifact import load_mask, mask_fingerprint, mask_path, save_result
+from grass.selective.artifact import load_mask, mask_path, save_result
 from grass.selective.gradsets import LayerGrads
 from grass.selective.heldout import heldout_grams
 from grass.selective.layer_grads import iter_layer_grads
 from grass.selective.learn import MaskResult, learn_mask
-from grass.stages.context import RunContext
-from grass.stages.finetune import checkpoint_path
 
 log = logging.getLogger(__name__)
-
-
-def mask_node(compressor) -> dict:
-    """The config node that holds mask_dir / expected_fingerprint: the compressor, or a factorized one's side."""
-    node = plain_node(compressor)
-    if is_factorized(node):
-        side = node.get("side")
-        return side if isinstance(side, dict) else {}
-    return node
-
-
-def uses_learned_mask(cfg) -> bool:
-    return "expected_fingerprint" in mask_node(cfg.compressor)
-
-
-NOT_IN_FINGERPRINT = ("n_heldout", "capture_budget_gb", "dir")  # settings that do not change the learned mask
-
-
-def expected_mask_fingerprint(ctx: RunContext) -> dict:
-    sm = {k: v for k, v in plain_node(ctx.cfg.selective_mask).items() if k not in NOT_IN_FINGERPRINT}
-    return mask_fingerprint(ctx.models_dir().name, sm["checkpoint"], ctx.cfg.tda.target, sm, ctx.cfg.seed)
-
-
-def compressor_node(ctx: RunContext):
-    """The compressor config with the mask fingerprint of this run filled in (selective compressors only)."""
-    if not uses_learned_mask(ctx.cfg):
-        return ctx.cfg.compressor
-    node, fp = plain_node(ctx.cfg.compressor), expected_mask_fingerprint(ctx)
-    if is_factorized(node):
-        return {**node, "side": {**node["side"], "expected_fingerprint": fp}}
-    return {**node, "expected_fingerprint": fp}
 
 
 def _learn(ctx: RunContext, grads, k) -> MaskResult:
@@ -109,7 +78,7 @@ def run_selective_mask(ctx: RunContext) -> None:
 
 def _flat_grads(ctx: RunContext, model, rows: torch.Tensor) -> torch.Tensor:
     """Whole-model gradients [len(rows), p] of the task's target on the train examples `rows` (any task)."""
-    from grass.stages.attribute_flat import flat_rows  # (attribute_flat imports this module)
+    from grass.lds_stages.attribute_flat import flat_rows  # (attribute_flat imports this module)
 
     return torch.cat([g for _, g in flat_rows(ctx, model, "train", rows, progress="selective-mask gradients")])
 

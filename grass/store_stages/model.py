@@ -5,10 +5,10 @@ from torch import nn
 
 from grass.compress.factorized import FactorizedCompressor
 from grass.errors import GrassError
+from grass.model_files import checkpoint_path
+from grass.run_compressors import build_layer_compressors
+from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.stages.attribute_linear import build_layer_compressors
-from grass.stages.context import RunContext
-from grass.stages.finetune import checkpoint_path
 from grass.validate import STORE_MODELS
 
 
@@ -38,6 +38,6 @@ def attribution_model(ctx: RunContext, checkpoint: int = 0) -> nn.Module:
 def layer_compressors(ctx: RunContext, model: nn.Module, checkpoint: int = 0) -> dict[str, FactorizedCompressor]:
     """Checkpoint `checkpoint`'s per-layer compressors, exactly as pipeline=lds builds them (so features agree).
 
-    A flat compressor fails in build_factorized (grass.staged.featurizer picks the flat path for those)."""
+    A flat compressor fails in build_factorized (grass.store_stages.featurizer picks the flat path for those)."""
     with torch.no_grad():
         return build_layer_compressors(ctx, model, derive_seed(ctx.cfg.seed, "linear", "checkpoint", checkpoint))

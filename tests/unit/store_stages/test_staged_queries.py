@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from grass.data.text import TextBlocks
 from grass.data.tokenizer import gpt2_tokenizer
 from grass.errors import GrassError
-from grass.staged.attribute import TopK
-from grass.staged.queries import Queries, prompt_blocks
-from grass.staged.report import write_report
+from grass.store_stages.attribute import TopK
+from grass.store_stages.queries import Queries, prompt_blocks
+from grass.store_stages.report import write_report
 
 BLOCK = 8
 LONG = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want."
@@ -50,7 +50,7 @@ def test_a_prompt_longer_than_the_block_is_cut_with_a_warning_and_shown_as_cut(t
     full = tok.encode(LONG)
     assert len(full) > BLOCK
     vocab_map = torch.tensor(sorted(set(full + tok.encode("Mr. Darcy")))) if compact else None
-    with caplog.at_level(logging.WARNING, logger="grass.staged.queries"):
+    with caplog.at_level(logging.WARNING, logger="grass.store_stages.queries"):
         names, texts, notes, ids, mask = prompt_blocks(_data(vocab_map), tmp_path)
     assert names == ["long.txt", "short.txt"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

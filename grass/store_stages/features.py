@@ -6,7 +6,7 @@ import torch
 
 from grass.capture.linear import LinearCapture
 from grass.errors import GrassError
-from grass.stages.context import RunContext
+from grass.run_context import RunContext
 
 
 def capture_batches(capture: LinearCapture, batches: Iterable, labels: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -9,9 +9,9 @@ from grass.attribute.blockwise import BlockwiseAttributor
 from grass.attribute.sources import StoreFeatures
 from grass.attribute.streamed import apply_inverses
 from grass.errors import GrassError
-from grass.staged.attribute import TopK, block_rows, stream_scores
-from grass.staged.precondition import preconditioners
 from grass.store import FeatureStore, chunk_ranges
+from grass.store_stages.attribute import TopK, block_rows, stream_scores
+from grass.store_stages.precondition import preconditioners
 
 LAYERS = {"a": 6, "b": 4}
 
