@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from grass.artifact_paths import run_folder
 from grass.config import run_suffix
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
@@ -34,8 +35,8 @@ def run_dir(cfg: DictConfig) -> Path:
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.paths.root) / cfg.experiment_name / f"{cfg.dataset.name}-{cfg.model.name}" / (
-        run_name(cfg) + run_suffix(cfg.pipeline, cfg.stage, cfg.worker))
+    return run_folder(cfg.paths.root, cfg.experiment_name, cfg.dataset.name, cfg.model.name,
+                      run_name(cfg) + run_suffix(cfg.pipeline, cfg.stage, cfg.worker))
 
 
 def preflight(cfg: DictConfig) -> list[str]:

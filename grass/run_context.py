@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from grass.artifact_paths import groundtruth_file, models_dir
 from grass.dattri_bench import settings as dattri
 from grass.fingerprint import fingerprint, normalize
 from grass.hardware import training_recipe
@@ -53,10 +54,11 @@ class RunContext:
         if dattri.uses_dattri(cfg):
             return dattri.models_dir(cfg)
         key = fingerprint(self.models_settings())
-        return self.artifacts / "models" / f"{cfg.dataset.name}-{cfg.model.name}-{key}"
+        return models_dir(self.artifacts, cfg.dataset.name, cfg.model.name, key)
 
-    def groundtruth_dir(self) -> Path:
-        return self.artifacts / "groundtruth" / self.models_dir().name
+    def groundtruth_file(self) -> Path:
+        """The ground truth of this run's models (grass.artifact_paths)."""
+        return groundtruth_file(self.artifacts, self.models_dir())
 
     @contextmanager
     def timed(self, key: str):

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig
 from scipy.stats import spearmanr
 
+from grass.artifact_paths import groundtruth_file
 from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.dattri_bench.convert import ModelsZip, ground_truth, map_keys, subset_masks
 from grass.dattri_bench.fetch import benchmark_files, resolved_commit
@@ -45,7 +46,7 @@ HINT = "run stage=finetune finetune.source=dattri to import dattri's benchmark a
 
 
 def groundtruth_path(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.artifacts) / "groundtruth" / models_dir(cfg).name / "margins.pt"
+    return groundtruth_file(cfg.paths.artifacts, models_dir(cfg))
 
 
 def wanted(cfg: DictConfig) -> list[Path]:
@@ -127,7 +128,7 @@ def check_queries(ctx, setting: BenchmarkSetting, state: dict, truth_row: torch.
 def _write(ctx, setting, models: ModelsZip, masks, truth, groundtruth_settings: dict) -> None:
     cfg, folder = ctx.cfg, ctx.models_dir()
     _save_once(folder / "subsets.pt", {"masks": masks}, subsets_settings(cfg, ctx.task.n_train), "LDS subsets")
-    _save_once(ctx.groundtruth_dir() / "margins.pt",
+    _save_once(ctx.groundtruth_file(),
                {"margins": truth, "values": "dattri target_values_lds.pt: minus the query cross-entropy"},
                groundtruth_settings, "ground truth")
     jobs = [(subset_model_path(folder, s), s, "subset model") for s in range(cfg.lds.num_subsets)]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from grass import artifact_paths
 from grass.errors import GrassError
 from grass.fingerprint import fingerprint, normalize, to_plain
 
@@ -125,7 +126,7 @@ def models_settings(cfg: DictConfig) -> dict:
 def models_dir(cfg: DictConfig) -> Path:
     """<artifacts>/models/<dataset>-<model>-dattri-<key>: never shared with grass-trained models."""
     key = fingerprint(models_settings(cfg))
-    return Path(cfg.paths.artifacts) / "models" / f"{cfg.dataset.name}-{cfg.model.name}-dattri-{key}"
+    return artifact_paths.models_dir(cfg.paths.artifacts, cfg.dataset.name, cfg.model.name, f"dattri-{key}")
 
 
 def subsets_settings(cfg: DictConfig, n_train: int) -> dict:

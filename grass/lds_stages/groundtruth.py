@@ -23,7 +23,7 @@ def groundtruth_settings(ctx: RunContext) -> dict:
 def run_groundtruth(ctx: RunContext) -> torch.Tensor:
     """Float [M, n_query]; rows already computed are read back, missing subset models are an error.
     finetune.source=dattri: dattri's ground truth, written by stage finetune, is read as it is."""
-    path = ctx.groundtruth_dir() / "margins.pt"
+    path = ctx.groundtruth_file()
     count = ctx.cfg.lds.num_subsets
     settings = groundtruth_settings(ctx)
     if uses_dattri(ctx.cfg):

@@ -18,6 +18,7 @@ names the tda and its damping settings (never read as another method's).
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grass.artifact_paths import store_dir
 from grass.fingerprint import normalize
 from grass.instantiate import plain_node
 from grass.run_compressors import compressor_node
@@ -62,7 +63,7 @@ def store_layout(ctx: RunContext) -> StoreLayout:
     # the hash of what the train features depend on: caches that differ (e.g. tda.target margin vs loss, other
     # capture layers) get folders of their own, while every tda with the same features shares one cache
     name = f"{cfg.compressor.name}{k}-s{cfg.seed}-{settings_hash(normalize(cache_fingerprint(ctx)))}"
-    return StoreLayout(Path(cfg.paths.root) / cfg.experiment_name / "store" / name, cfg.tda.name)
+    return StoreLayout(store_dir(cfg.paths.root, cfg.experiment_name, name), cfg.tda.name)
 
 
 def model_identity(ctx: RunContext) -> dict:

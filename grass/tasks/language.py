@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from grass.artifact_paths import base_file
 from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.capture.linear import LMTarget
 from grass.data.text import TextBlocks, lm_batch
@@ -57,7 +58,7 @@ class LanguageTask(Task):
 
     def base_path(self, ctx) -> Path:
         key = fingerprint(self.base_settings())
-        return ctx.artifacts / "base" / f"{self.cfg.dataset.name}-{self.cfg.model.name}-{key}" / "base.pt"
+        return base_file(ctx.artifacts, self.cfg.dataset.name, self.cfg.model.name, key)
 
     def _build(self) -> nn.Module:
         # vocab_size null in the model config = as many token rows as the dataset's vocabulary
