@@ -36,7 +36,7 @@ RAW, PROCESSED, GENERATED = "maestro-v2.0.0", "maestro-v2.0.0-processed", "gener
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def load_maestro(name: str, root: str, seq_len: int = 256, n_train: int = 5000, n_query: int = 178,
+def load_maestro(root: str, seq_len: int = 256, n_train: int = 5000, n_query: int = 178,
                  timeout_s: float = 10.0) -> MusicSequences:
     """Train windows [n_train, seq_len] of MAESTRO's train split and dattri's query windows [n_query, seq_len]."""
     root_dir = Path(root).expanduser()
@@ -48,7 +48,7 @@ def load_maestro(name: str, root: str, seq_len: int = 256, n_train: int = 5000, 
     query = _windows(generated, seq_len, n_query, "query windows of dattri's generated music")
     train_x, train_y, train_sources = stack(train)
     query_x, query_y, query_sources = stack(query)
-    return MusicSequences(name=name, train_x=train_x, train_y=train_y, query_x=query_x, query_y=query_y,
+    return MusicSequences(name="maestro", train_x=train_x, train_y=train_y, query_x=query_x, query_y=query_y,
                           train_sources=train_sources, query_sources=query_sources)
 
 

@@ -49,7 +49,7 @@ def encode_score(path: Path) -> list[int]:
     return encode_midi_bytes(translate.streamToMidiFile(score).writestr())
 
 
-def load_music21(name: str, composer: str, seq_len: int, n_train: int, n_query: int, split_seed: int,
+def load_music21(composer: str, seq_len: int, n_train: int, n_query: int, split_seed: int,
                  cache_dir: str) -> MusicSequences:
     """Train windows [n_train, seq_len] and held-out query windows [n_query, seq_len] (see the module docstring)."""
     if seq_len < 2 or n_train < 1 or n_query < 1:
@@ -57,14 +57,14 @@ def load_music21(name: str, composer: str, seq_len: int, n_train: int, n_query: 
                          f"{n_query}")
     settings = {"corpus": "music21", "composer": composer, "seq_len": seq_len, "n_train": n_train,
                 "n_query": n_query, "split_seed": split_seed, "encoding": ENCODING_VERSION}
-    path = Path(cache_dir).expanduser() / f"{name}-{composer}-{fingerprint(settings)}.pt"
+    path = Path(cache_dir).expanduser() / f"music21-{composer}-{fingerprint(settings)}.pt"
     with artifact_lock(path):
         if artifact_ready(path):
             payload = load_artifact(path, settings, hint="delete it to encode the corpus again")
         else:
             payload = _build(composer, seq_len, n_train, n_query, split_seed)
             save_artifact(payload, path, settings, kind="encoded music21 corpus")
-    return MusicSequences(name=name, **payload)
+    return MusicSequences(name="music21", **payload)
 
 
 def _build(composer: str, seq_len: int, n_train: int, n_query: int, split_seed: int) -> dict:

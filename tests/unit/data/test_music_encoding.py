@@ -56,7 +56,7 @@ def test_windows_follow_dattri_full_version():
 def test_load_music21_holds_out_query_pieces_and_caches(tmp_path):
     from grass.data.music21_corpus import load_music21
 
-    kw = dict(name="music21", composer="bach", seq_len=16, n_train=12, n_query=2, split_seed=0,
+    kw = dict(composer="bach", seq_len=16, n_train=12, n_query=2, split_seed=0,
               cache_dir=str(tmp_path))
     data = load_music21(**kw)
     assert data.train_x.shape == data.train_y.shape == (12, 16) and data.query_x.shape == (2, 16)

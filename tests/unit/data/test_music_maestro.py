@@ -43,7 +43,7 @@ def _fake_root(tmp_path):
 
 def test_builds_from_local_files_like_dattri(tmp_path):
     root = _fake_root(tmp_path)
-    data = load_maestro("maestro", str(root), seq_len=16, n_train=6, n_query=3)
+    data = load_maestro(str(root), seq_len=16, n_train=6, n_query=3)
     assert data.train_x.shape == (6, 16) and data.query_x.shape == (3, 16)
     assert (root / PROCESSED / "train" / "a.midi.pickle").is_file()  # dattri's prep_maestro_midi output
     first = pickle.loads((root / PROCESSED / "train" / "a.midi.pickle").read_bytes())
@@ -51,12 +51,12 @@ def test_builds_from_local_files_like_dattri(tmp_path):
     assert data.train_sources[0] == "a.midi.pickle@0" and data.train_sources[1] == "a.midi.pickle@16"
     assert data.query_x[0].tolist() == list(range(16)) and data.query_y[1].tolist() == list(range(17, 33))
     with pytest.raises(GrassError, match="requested"):
-        load_maestro("maestro", str(root), seq_len=16, n_train=10_000, n_query=3)
+        load_maestro(str(root), seq_len=16, n_train=10_000, n_query=3)
 
 
 def test_offline_is_one_clear_error(tmp_path, no_network):
     with pytest.raises(GrassError, match="MAESTRO v2.0.0 MIDI.*music21_music_tiny"):
-        load_maestro("maestro", str(tmp_path / "empty"), seq_len=16, n_train=2, n_query=2)
+        load_maestro(str(tmp_path / "empty"), seq_len=16, n_train=2, n_query=2)
 
 
 def test_query_set_needs_the_hub(tmp_path, monkeypatch):
@@ -65,4 +65,4 @@ def test_query_set_needs_the_hub(tmp_path, monkeypatch):
         f.unlink()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(GrassError, match="generated music.*offline mode"):
-        load_maestro("maestro", str(root), seq_len=16, n_train=2, n_query=2)
+        load_maestro(str(root), seq_len=16, n_train=2, n_query=2)
