@@ -29,67 +29,79 @@ from torch import nn
 
 from grass.compress.factorized import FactorizedCompressor
 from grass.errors import GrassError
-from grass.outputs import output_function
-
-TARGETS = ("loss", "margin")
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in TARGETS:
-        raise GrassError(f"unknown target {kind!r}; choose one of {list(TARGETS)}")
-    return kind
+from grass.outputs import output_function, true_class_prob
+from grass.targets import Target
 
 
-class LMTarget:
+class LMTarget(Target):
     """Per-example target of a causal LM.  batch: {input_ids [B, T], attention_mask [B, T]?, labels [B, T]?}.
 
     `loss`: mean next-token cross-entropy over the example's labelled tokens (label -100 ignored;
     labels default to input_ids; padding, attention_mask 0, is always set to -100). `margin`: logp - log(1 - exp(logp)),
-    logp = -loss. The token mask is the attention mask (1 = real token).
+    logp = -loss. The token mask is the attention mask (1 = real token). TRAK's Q = 1 - exp(logp), the same logp.
+    The model is called with use_cache=False (no key/value cache is built; torch.func can vmap the call).
     """
-
-    def __init__(self, kind: str = "loss") -> None:
-        self.kind = _check_kind(kind)
 
     def token_mask(self, batch: Mapping) -> torch.Tensor | None:
         return batch.get("attention_mask")
 
-    def __call__(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
-        """-> targets [B]."""
+    @staticmethod
+    def _labels(batch: Mapping) -> torch.Tensor:
+        """labels [B, T] with padding set to -100 (padding never counts, even when the labels do not mark it)."""
         ids, mask = batch["input_ids"], batch.get("attention_mask")
         labels = batch.get("labels", ids)
-        if mask is not None:  # padding never counts, even when the labels do not mark it -100
+        if mask is not None:
             labels = labels.masked_fill(mask.to(labels.device) == 0, -100)
-        logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+        return labels
+
+    def check(self, batch: Mapping) -> None:
+        counts = (self._labels(batch)[:, 1:] != -100).sum(dim=1)
+        if bool((counts == 0).any()):
+            raise GrassError(f"example {int((counts == 0).nonzero()[0, 0])} of the batch has no labelled "
+                             f"token (all labels -100 or padding): its mean token loss is undefined")
+
+    def _logp(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
+        """Mean next-token log-probability of each example's labelled tokens -> [B]."""
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        labels = self._labels(batch)
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # [B, T, V]
         # token t predicts token t + 1
         logits, labels = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
         # flat [B*(T-1), V] rows: log-softmax over a strided [B, V, T-1] view is ~2.5x slower on CPU
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                              reduction="none").view(labels.shape)  # [B, T-1]
         counts = (labels != -100).sum(dim=1)
-        if bool((counts == 0).any()):
-            raise GrassError(f"example {int((counts == 0).nonzero()[0, 0])} of the batch has no labelled "
-                             f"token (all labels -100 or padding): its mean token loss is undefined")
-        loss = ce.sum(dim=1) / counts
+        return -ce.sum(dim=1) / counts
+
+    def value(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
+        """-> targets [B]."""
+        logp = self._logp(model, batch)
         if self.kind == "loss":
-            return loss
-        logp = -loss
+            return -logp
         return logp - torch.log(-torch.expm1(logp))
 
+    def trak_weight(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
+        """Q = 1 - exp(logp) per example [B]."""
+        return -torch.expm1(self._logp(model, batch))
 
-class ClassifierTarget:
-    """Per-example target of a classifier.  batch: (x [B, ...], y [B]); `loss` or `margin` (grass.outputs)."""
+
+class ClassifierTarget(Target):
+    """Per-example target of a classifier.  batch: (x [B, ...], y [B]); `loss` or `margin` (grass.outputs).
+
+    TRAK's Q = 1 - p(y | x) (grass.outputs.true_class_prob), p the probability the margin is the log-odds of.
+    """
 
     def __init__(self, kind: str = "loss") -> None:
-        self.kind = _check_kind(kind)
+        super().__init__(kind)
         self.fn = output_function(kind)
 
-    def token_mask(self, batch) -> None:
-        return None
-
-    def __call__(self, model: nn.Module, batch) -> torch.Tensor:
+    def value(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         return self.fn(model(x), y)
+
+    def trak_weight(self, model: nn.Module, batch) -> torch.Tensor:
+        x, y = batch
+        return 1.0 - true_class_prob(model(x), y)
 
 
 def select_linear_layers(model: nn.Module, patterns: Sequence[str] = ("*",)) -> dict[str, nn.Linear]:

@@ -13,6 +13,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from grass.targets import Target
+
 log = logging.getLogger(__name__)
 
 
@@ -52,17 +54,28 @@ class Task(ABC):
 
     @abstractmethod
     def query_outputs(self, model: nn.Module, device: torch.device) -> torch.Tensor:
-        """Ground-truth output function of the model on every query: [n_query] float32."""
+        """Ground-truth output of the model on every query: [n_query] float32, no grad.
+
+        It is `self.target("margin").value` over `self.batches("query", ...)`: the same f attribution
+        differentiates (one definition per task)."""
 
     @abstractmethod
-    def target(self, kind: str):
-        """The per-example target linear capture differentiates (grass.capture.linear LMTarget / ClassifierTarget)."""
+    def target(self, kind: str) -> Target:
+        """The task's output function f(model, batch) -> [B] for kind "loss" | "margin" (grass.targets.Target).
+
+        Linear capture, flat capture (torch.func vmap(grad) over the batch dimension), the ground truth and
+        TRAK's weights (`Target.trak_weight`, Q = 1 - p) all use it. It must follow grass.targets' contract:
+        vmappable `value` (the model called only as `model(...)`, no data-dependent Python control flow, checks
+        in `check`), examples independent in eval mode. Classification: grass.capture.linear.ClassifierTarget
+        (margin of the true class); language model: LMTarget (block margin of the mean token log-prob)."""
 
     @abstractmethod
     def batches(self, side: str, batch_size: int, device: torch.device,
                 rows: torch.Tensor | None = None) -> Iterator[Any]:
         """Batches of the `train` or `query` examples, in order, as `target` reads them, on `device`.
 
+        A batch is a tuple of tensors (x [B, ...], y [B]) or a dict of tensors ({input_ids [B, T], ...}), every
+        tensor with the batch dimension first (flat capture slices examples out of each).
         rows: LongTensor of example numbers to take instead of all of them (in that order)."""
 
 

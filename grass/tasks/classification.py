@@ -14,7 +14,6 @@ from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.models.build import build_classifier, load_classifier
 from grass.models.classifier_module import ClassifierModule
-from grass.outputs import margin
 from grass.seeding import generator
 from grass.tasks.base import Task, lightning_fit
 
@@ -42,10 +41,10 @@ class ClassificationTask(Task):
 
     @torch.no_grad()
     def query_outputs(self, model: nn.Module, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+        """Margin of the true class on every query [n_query] (the target attribution differentiates)."""
         model.eval()
-        x, y = self.data.x_query, self.data.y_query
-        return torch.cat([margin(model(x[i:i + batch_size].to(device)), y[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(y), batch_size)])
+        f = self.target("margin").value
+        return torch.cat([f(model, batch).cpu() for batch in self.batches("query", batch_size, device)])
 
     def target(self, kind: str) -> ClassifierTarget:
         return ClassifierTarget(kind)
