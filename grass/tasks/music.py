@@ -25,32 +25,31 @@ from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import FINETUNE_HINT
 from grass.models.music_module import MusicModule
-from grass.outputs import output_function
+from grass.outputs import output_function, true_class_prob
 from grass.seeding import generator
+from grass.targets import Target
 from grass.tasks.base import Task, lightning_fit
 
-TARGETS = ("loss", "margin")
 
+class MusicTarget(Target):
+    """Per-example target of a MusicTransformer: the last event's margin or loss (grass.targets contract).
 
-class MusicTarget:
-    """Per-example target of a MusicTransformer: the last event's margin or loss.
-
-    batch: (x [B, T], y [B, T]) event ids -> [B]. No Python branch on tensor values, so torch.func's
-    vmap(grad(...)) can take it one example at a time.
+    batch: (x [B, T], y [B, T]) event ids -> [B]. p = p(y[:, -1] | x), the probability the margin is the
+    log-odds of; TRAK's Q = 1 - p. Every last target is a real event (windows are cut inside a piece), so
+    there is nothing to check.
     """
 
     def __init__(self, kind: str = "margin") -> None:
-        if kind not in TARGETS:
-            raise GrassError(f"unknown target {kind!r}; choose one of {list(TARGETS)}")
-        self.kind = kind
+        super().__init__(kind)
         self.fn = output_function(kind)
 
-    def token_mask(self, batch) -> None:
-        return None
-
-    def __call__(self, model: nn.Module, batch) -> torch.Tensor:
+    def value(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         return self.fn(model(x)[:, -1, :], y[:, -1])
+
+    def trak_weight(self, model: nn.Module, batch) -> torch.Tensor:
+        x, y = batch
+        return 1.0 - true_class_prob(model(x)[:, -1, :], y[:, -1])
 
 
 class MusicTask(Task):
@@ -95,9 +94,9 @@ class MusicTask(Task):
     def outputs(self, model: nn.Module, side: str, kind: str, device: torch.device) -> torch.Tensor:
         """target(kind) of every `side` example, eval mode, no grad: [n] float32 on the CPU."""
         model.eval()
-        target = self.target(kind)
+        f = self.target(kind).value
         bs = self.cfg.hardware.capture_batch_size
-        return torch.cat([target(model, b).float().cpu() for b in self.batches(side, bs, device)])
+        return torch.cat([f(model, b).float().cpu() for b in self.batches(side, bs, device)])
 
     def query_outputs(self, model: nn.Module, device: torch.device) -> torch.Tensor:
         """The last event's margin of every query window: [n_query] float32."""

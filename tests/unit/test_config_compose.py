@@ -67,7 +67,8 @@ def test_experiments_compose(compose_cfg, experiment):
 def test_music_experiments_compose_at_their_sizes(compose_cfg):
     paper = compose_cfg(experiment="maestro_music")
     m = paper.model
-    assert (m.n_layers, m.d_model, m.num_heads, m.dim_feedforward, m.max_sequence, m.rpr) == (6, 512, 8, 1024, 256, True)
+    assert (m.n_layers, m.d_model, m.num_heads, m.dim_feedforward, m.max_sequence, m.rpr) == (
+        6, 512, 8, 1024, 256, True)
     assert (paper.dataset.name, paper.dataset.seq_len, paper.dataset.n_train, paper.dataset.n_query) == (
         "maestro", 256, 5000, 178)
     assert (paper.tda.name, paper.tda.num_checkpoints, paper.lds.num_subsets, paper.hardware.name) == (

@@ -43,6 +43,8 @@ def test_margin_is_the_last_event_logit_margin():
     # dattri's loss_trak: logp - log(1 - exp(logp))
     torch.testing.assert_close(got, logp - torch.log1p(-logp.exp()), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(got, margin(model(x)[:, -1], y[:, -1]).detach())
+    with torch.no_grad():  # TRAK's Q = 1 - p of the same p
+        torch.testing.assert_close(MusicTarget("margin").trak_weight(model, (x, y)), 1 - logp.exp())
 
 
 def test_vmap_flat_gradients_match_a_one_example_loop():
@@ -53,7 +55,7 @@ def test_vmap_flat_gradients_match_a_one_example_loop():
     params = {n: p.detach() for n, p in model.named_parameters()}
 
     def f(theta, xi, yi):
-        return target(lambda inp: functional_call(model, theta, (inp,)), (xi[None], yi[None]))[0]
+        return target.value(lambda inp: functional_call(model, theta, (inp,)), (xi[None], yi[None]))[0]
 
     g = vmap(grad(f), in_dims=(None, 0, 0))(params, x, y)
     flat = torch.cat([g[n].reshape(len(x), -1) for n in params], dim=1)
