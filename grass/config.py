@@ -156,6 +156,10 @@ class HardwareConfig:
     device: str = "cpu"  # torch device for gradient capture and compression
     grad_batch_size: int = 256  # examples per per-example-gradient batch
     grad_chunk_size: int = 128  # examples per vmap call inside a batch (bounds memory)
+    # flat gradients: bound on one vmap chunk, chunk x p x 4 bytes x grad_memory_factor (and on the [batch, p]
+    # rows kept per batch); null: grad_chunk_size / grad_batch_size as they are (grass.capture.flat)
+    grad_memory_gb: Optional[float] = None
+    grad_memory_factor: float = 4.0  # copies of p floats per example: its gradient, the row, activations
     num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
     capture_batch_size: int = 8  # examples per linear-capture batch (an LM's lm_head delta is [B, T, vocab])
 

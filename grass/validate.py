@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch import nn
 
-from grass.capture.flat import num_params
+from grass.capture.flat import grad_sizes, num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
 from grass.data.subsets import validation_size
@@ -28,7 +28,6 @@ from grass.errors import GrassError
 from grass.hardware import check_training_hardware
 from grass.run_settings import uses_proj_dim
 from grass.staged.damping import damping_mode, queries_have_truth
-from grass.stages.attribute_flat import require_flat_task
 from grass.store.workers import parse_worker, resolve_worker
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,6 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         from grass.staged.queries import prompt_blocks  # (imports the store stages' context)
 
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
-    if cfg.pipeline == "store" and not is_factorized(cfg.compressor):
-        require_flat_task(cfg, task)  # flat compressors: whole-model gradients of classifiers only
     if not set(COMPRESSING_STAGES) & set(stages):
         return
     unsupported = getattr(task, "factorized_unsupported", None)  # a task whose layers linear capture cannot see
@@ -82,11 +79,14 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
 def check_proj_dim(cfg: DictConfig, model: nn.Module) -> None:
     """proj_dim must not exceed what the compressor compresses (compressor=identity ignores proj_dim).
 
-    Flat compressors map the whole-model gradient, p = the trainable parameters, to k = proj_dim: k <= p.
+    Flat compressors map the whole-model gradient, p = the trainable parameters, to k = proj_dim: k <= p; and
+    hardware.grad_memory_gb, when set, must hold one example's gradient (grass.capture.flat.chunk_for_budget).
     Factorized ones map each captured nn.Linear's gradient, O x I' numbers (I' = inputs + 1 for a bias), to a
     per-layer K = proj_dim, clamped per layer: K <= the largest captured layer's O * I'.
     """
     k, name = cfg.proj_dim, cfg.compressor.name
+    if not is_factorized(cfg.compressor):
+        grad_sizes(cfg.hardware, num_params(model))  # hardware.grad_memory_gb holds one example's gradient
     if not uses_proj_dim(cfg.compressor):
         return
     if is_factorized(cfg.compressor):
@@ -138,6 +138,12 @@ def _check_common(cfg: DictConfig) -> None:
     for key in ("grad_batch_size", "grad_chunk_size", "capture_batch_size"):
         value = cfg.hardware[key]
         _require(_is_int(value) and value >= 1, f"hardware.{key}", value, "an integer >= 1")
+    budget = cfg.hardware.grad_memory_gb
+    _require(budget is None or (_is_real(budget) and math.isfinite(budget) and budget > 0), "hardware.grad_memory_gb",
+             budget, "null or a finite number of GB > 0 (bounds one chunk of whole-model gradients)")
+    factor = cfg.hardware.grad_memory_factor
+    _require(_is_real(factor) and math.isfinite(factor) and factor >= 1, "hardware.grad_memory_factor", factor,
+             "a finite number >= 1 (copies of p floats one example's gradient needs)")
     check_training_hardware(cfg.hardware)
 
 

@@ -1,19 +1,33 @@
-"""Per-example whole-model gradients with torch.func (SPEC section 2.2, capture `flat`).
+"""Per-example whole-model gradients with torch.func, for any task (SPEC section 2.2, capture `flat`).
 
-For small classifiers (MLP, ResNet-9): g_b = d f(model(x_b), y_b) / d theta, flattened and concatenated
-over the trainable parameters in named_parameters order (each parameter row-major).
+g_b = d f(model, example_b) / d theta, with f the task's target (grass.targets.Target: classification margin
+or loss, an LM block's margin, ...), flattened and concatenated over the trainable parameters in
+named_parameters order (each parameter row-major). torch.func.vmap(grad(f)) runs over the batch dimension of
+every tensor of the batch (a tuple (x, y) or a dict {input_ids, attention_mask, ...}), one example at a time
+with a batch dimension of 1, in eval mode (dropout off, BatchNorm on its running statistics), so each row is
+exactly what a one-example autograd loop gives.
+
+Memory: one vmap call over c examples holds c gradients [c, p] float32 plus their activations. The chunk c
+is hardware.grad_chunk_size, bounded by hardware.grad_memory_gb when that is set (`chunk_for_budget`: c x p x
+4 bytes x hardware.grad_memory_factor <= the budget), so 4.8 M parameters x thousands of examples run a
+chunk at a time; a budget too small for one example is one GrassError before any work.
 """
 
+from __future__ import annotations
+
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.utils._pytree import tree_flatten, tree_map
 from tqdm import tqdm
 
 from grass.errors import GrassError
-from grass.outputs import output_function, true_class_prob
+from grass.targets import Target
+
+BYTES_PER_FLOAT = 4
 
 
 def trainable_params(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -24,6 +38,38 @@ def trainable_params(model: nn.Module) -> dict[str, torch.Tensor]:
 def num_params(model: nn.Module) -> int:
     """p = number of trainable scalars, the width of a flat gradient row."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def chunk_for_budget(p: int, chunk_size: int, memory_gb: float | None, factor: float) -> int:
+    """Examples per vmap call: chunk_size, or fewer so that chunk x p x 4 bytes x factor <= memory_gb GB.
+
+    memory_gb None: no budget (chunk_size as is). GrassError when even one example does not fit.
+    """
+    if memory_gb is None:
+        return chunk_size
+    per_example = p * BYTES_PER_FLOAT * factor
+    fit = int(memory_gb * 1e9 // per_example)
+    if fit < 1:
+        raise GrassError(
+            f"hardware.grad_memory_gb={memory_gb} does not hold one example's whole-model gradient: p = {p} "
+            f"parameters x {BYTES_PER_FLOAT} bytes x hardware.grad_memory_factor={factor} = "
+            f"{per_example / 1e9:.3g} GB; raise hardware.grad_memory_gb to at least {per_example / 1e9:.3g} or "
+            f"choose a factorized compressor (per linear layer, never the whole gradient)")
+    return min(chunk_size, fit)
+
+
+def batch_size_for_budget(p: int, batch_size: int, chunk: int, memory_gb: float | None) -> int:
+    """Rows [b, p] float32 kept per batch before compression: batch_size, or fewer to fit memory_gb (>= chunk)."""
+    if memory_gb is None:
+        return batch_size
+    return min(batch_size, max(chunk, int(memory_gb * 1e9 // (p * BYTES_PER_FLOAT))))
+
+
+def grad_sizes(hw, p: int) -> tuple[int, int]:
+    """(examples per batch, examples per vmap chunk) for p-parameter gradients under the hardware group `hw`:
+    grad_batch_size / grad_chunk_size bounded by grad_memory_gb; GrassError when one example does not fit."""
+    chunk = chunk_for_budget(p, hw.grad_chunk_size, hw.grad_memory_gb, hw.grad_memory_factor)
+    return batch_size_for_budget(p, hw.grad_batch_size, chunk, hw.grad_memory_gb), chunk
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -44,62 +90,84 @@ def _eval_mode(model: nn.Module):
             m.training = training
 
 
-def flat_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: str,
-               chunk_size: int = 256, index_offset: int = 0) -> torch.Tensor:
-    """Per-example gradient of output function `target` ("loss" | "margin").  x [B, ...], y [B] -> [B, p].
+class _Functional:
+    """The model as a target sees it inside vmap: calling it runs functional_call with the given tensors."""
 
-    Returned on CPU as float32. A non-finite row raises GrassError naming its global example index
-    (index_offset + position in x); it is never patched with nan_to_num.
+    def __init__(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        self.model, self.tensors = model, tensors
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self.model, self.tensors, args, kwargs)
+
+
+def batch_len(batch: Any) -> int:
+    """B, the batch dimension shared by every tensor of a tuple / dict batch; GrassError if they disagree."""
+    leaves = [t for t in tree_flatten(batch)[0] if isinstance(t, torch.Tensor)]
+    sizes = {int(t.shape[0]) for t in leaves if t.dim() > 0}
+    if len(sizes) != 1 or len(leaves) != len(tree_flatten(batch)[0]):
+        raise GrassError(f"a flat-capture batch must be tensors sharing the batch dimension first; got sizes "
+                         f"{sorted(sizes)} over {len(tree_flatten(batch)[0])} leaves")
+    return sizes.pop()
+
+
+def _slice(batch: Any, start: int, stop: int) -> Any:
+    return tree_map(lambda t: t[start:stop], batch)
+
+
+def flat_grads(model: nn.Module, target: Target, batch: Any, chunk_size: int = 256,
+               index_offset: int = 0) -> torch.Tensor:
+    """Per-example gradient of `target` over `batch` (as the task's batches yield it) -> [B, p].
+
+    Returned on CPU as float32. target.check(batch) runs first, outside vmap. A non-finite row raises
+    GrassError naming its global example index (index_offset + position in the batch); it is never patched.
     """
-    f_out = output_function(target)
     params = trainable_params(model)
     if not params:
         raise GrassError("flat_grads: the model has no trainable parameters")
     # Frozen parameters and buffers enter as constants so vmap never differentiates them.
     consts = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     consts.update({n: b for n, b in model.named_buffers()})
-    device = _device(model)
+    n = batch_len(batch)
+    target.check(batch)
 
-    def f(theta: dict[str, torch.Tensor], xi: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        # vmap strips the batch dim; the model expects one, so add a batch of 1.
-        logits = functional_call(model, {**theta, **consts}, (xi.unsqueeze(0),))
-        return f_out(logits, label.unsqueeze(0)).squeeze(0)
+    def f(theta: dict[str, torch.Tensor], example: Any) -> torch.Tensor:
+        # vmap strips the batch dim; the target reads a batch, so put back a batch of 1.
+        one = tree_map(lambda t: t.unsqueeze(0), example)
+        return target.value(_Functional(model, {**theta, **consts}), one).squeeze(0)
 
-    per_example = vmap(grad(f), in_dims=(None, 0, 0))
+    per_example = vmap(grad(f), in_dims=(None, 0))
     out = []
     with _eval_mode(model):
-        for s in range(0, x.shape[0], chunk_size):
-            g = per_example(params, x[s:s + chunk_size].to(device), y[s:s + chunk_size].to(device))
-            rows = torch.cat([g[n].reshape(g[n].shape[0], -1) for n in params], dim=1).float()
+        for s in range(0, n, chunk_size):
+            g = per_example(params, _slice(batch, s, s + chunk_size))
+            rows = torch.cat([g[name].reshape(g[name].shape[0], -1) for name in params], dim=1).float()
             bad = (~torch.isfinite(rows)).any(dim=1).nonzero()
             if bad.numel():
                 idx = index_offset + s + int(bad[0, 0])
-                raise GrassError(f"non-finite gradient of target {target!r} for example {idx} "
+                raise GrassError(f"non-finite gradient of target {target.kind!r} for example {idx} "
                                  f"({bad.numel()} non-finite rows in this chunk)")
             out.append(rows.cpu())
     return torch.cat(out, dim=0) if out else torch.zeros(0, num_params(model))
 
 
-def iter_flat_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: str,
-                    batch_size: int = 256, chunk_size: int = 256,
-                    progress: bool | str = False) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (start, grads [b, p]) over x [N, ...], y [N] in order, batch_size rows at a time."""
-    n = x.shape[0]
-    starts = range(0, n, batch_size)
+def iter_flat_grads(model: nn.Module, target: Target, batches: Iterable[Any], chunk_size: int = 256,
+                    progress: bool | str = False, total: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (start, grads [b, p]) for each batch of `batches` in order; start = examples before it."""
     if progress:
-        starts = tqdm(starts, desc=progress if isinstance(progress, str) else "flat grads",
-                      total=len(starts), unit="batch", leave=False)
-    for s in starts:
-        yield s, flat_grads(model, x[s:s + batch_size], y[s:s + batch_size], target,
-                            chunk_size=chunk_size, index_offset=s)
+        batches = tqdm(batches, desc=progress if isinstance(progress, str) else "flat grads",
+                       total=total, unit="batch", leave=False)
+    start = 0
+    for batch in batches:
+        rows = flat_grads(model, target, batch, chunk_size=chunk_size, index_offset=start)
+        yield start, rows
+        start += rows.shape[0]
 
 
-def true_class_probs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """p(y_i | x_i) in eval mode, no grad (TRAK's Q = 1 - p).  x [N, ...], y [N] -> [N] CPU float32."""
-    device = _device(model)
+def trak_weights(model: nn.Module, target: Target, batches: Iterable[Any], chunk_size: int = 1024) -> torch.Tensor:
+    """TRAK's Q = 1 - p per example (target.trak_weight), eval mode, no grad -> [N] CPU float32."""
     out = []
     with _eval_mode(model), torch.no_grad():
-        for s in range(0, x.shape[0], batch_size):
-            logits = model(x[s:s + batch_size].to(device))
-            out.append(true_class_prob(logits, y[s:s + batch_size].to(device)).float().cpu())
+        for batch in batches:
+            for s in range(0, batch_len(batch), chunk_size):
+                out.append(target.trak_weight(model, _slice(batch, s, s + chunk_size)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)

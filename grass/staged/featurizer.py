@@ -1,5 +1,5 @@
 """What turns examples into the store's compressed features: per linear layer (factorized compressors, any
-task) or one flat block of whole-model gradients (flat compressors, classifiers), of the attributed model(s).
+task) or one flat block of whole-model gradients (flat compressors, any task), of the attributed model(s).
 
 Each checkpoint c uses its seeds exactly as pipeline=lds builds them (grass.stages.attribute_linear /
 attribute_flat), so the features, and hence the scores, agree with the in-memory pipeline's. With
@@ -23,7 +23,7 @@ from grass.errors import GrassError
 from grass.seeding import derive_seed
 from grass.staged.features import capture_rows, check_rows_finite, example_labels
 from grass.staged.model import attribution_model, layer_compressors
-from grass.stages.attribute_flat import flat_features, require_flat_task
+from grass.stages.attribute_flat import flat_features
 from grass.stages.context import RunContext
 from grass.stages.selective import compressor_node
 
@@ -54,16 +54,13 @@ class FlatFeaturizer:
     """Whole-model per-example gradients compressed by a flat compressor (SPEC 2.2), one block FLAT_BLOCK."""
 
     def __init__(self, ctx: RunContext, model: nn.Module, checkpoint: int = 0) -> None:
-        require_flat_task(ctx.cfg, ctx.task)
         self.ctx, self.model = ctx, model
         self.compressor = build_compressor(compressor_node(ctx), in_dim=num_params(model), out_dim=ctx.cfg.proj_dim,
                                            seed=derive_seed(ctx.cfg.seed, "flat", "checkpoint", checkpoint))
         self.blocks = {FLAT_BLOCK: int(self.compressor.out_dim)}
 
     def rows(self, side: str, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        data = self.ctx.data
-        x, y = (data.x_train, data.y_train) if side == "train" else (data.x_query, data.y_query)
-        feats = flat_features(self.ctx, self.model, self.compressor, x[rows], y[rows], side).float().cpu()
+        feats = flat_features(self.ctx, self.model, self.compressor, side, rows).float().cpu()
         check_rows_finite(FLAT_BLOCK, feats, example_labels(side, rows))
         return {FLAT_BLOCK: feats}
 

@@ -2,11 +2,12 @@
 the validation queries or store.damping (grass.staged.damping).
 
 tda=if_efim: P_b = (F_b + lambda trace(F_b) / K_b I)^-1, F_b = Phi_b^T Phi_b / n (SPEC 1.1), rows weighted 1 / C
-over C checkpoints. tda=trak: P_b = s^2 (s^2 Phi_b^T Phi_b + lambda I)^-1 with s^2 = 1 / p, rows weighted by
-mean_c Q_c / C, Q_c = 1 - p_c(y_i | x_i) (SPEC 1.2). The math is grass.attribute.streamed.StreamedAttributor over
-the store's shards (grass.attribute.gram: float64 Grams one chunk at a time, one eigendecomposition per block,
-each damping of the grid a rescale), the code that fits pipeline=lds's in-memory solver, so the staged scores
-equal pipeline=lds's at that damping. tda=grad_dot has no preconditioner: this stage records that, writes nothing.
+over C checkpoints. tda=trak: P_b = s^2 (s^2 Phi_b^T Phi_b + lambda I)^-1 with s^2 = 1 / p, rows weighted by mean_c
+Q_c / C, Q_c = 1 - p_c from the task target's trak_weight (SPEC 1.2). The math is
+grass.attribute.streamed.StreamedAttributor over the store's shards (grass.attribute.gram: float64 Grams one chunk
+at a time, one eigendecomposition per block, each damping of the grid a rescale), the code that fits pipeline=lds's
+in-memory solver, so the staged scores equal pipeline=lds's at that damping. tda=grad_dot has no preconditioner:
+this stage records that, writes nothing.
 """
 
 import logging
@@ -17,7 +18,7 @@ from grass.artifacts import load_artifact, save_artifact
 from grass.attribute.damping import select_damping
 from grass.attribute.sources import StoreFeatures
 from grass.attribute.streamed import StreamedAttributor
-from grass.capture.flat import num_params, true_class_probs
+from grass.capture.flat import num_params
 from grass.errors import GrassError
 from grass.staged.cache import open_train_store
 from grass.staged.damping import damping_mode
@@ -25,6 +26,7 @@ from grass.staged.layout import precondition_fingerprint, store_layout
 from grass.staged.model import attribution_model
 from grass.staged.profile import profiled
 from grass.staged.queries import capture_queries
+from grass.stages.attribute_flat import train_weights
 from grass.stages.context import RunContext
 from grass.stages.evaluate import record_damping, validation_objective
 from grass.stages.groundtruth import run_groundtruth
@@ -47,8 +49,7 @@ def store_attributor(ctx: RunContext, source: StoreFeatures) -> StreamedAttribut
     cfg, count = ctx.cfg, ctx.cfg.tda.num_checkpoints
     if cfg.tda.damping == "absolute":
         models = [attribution_model(ctx, c) for c in range(count)]
-        data = ctx.data
-        q = sum(1.0 - true_class_probs(m, data.x_train, data.y_train).double().cpu() for m in models) / count
+        q = sum(train_weights(ctx, m).double() for m in models) / count
         return StreamedAttributor(source, "absolute", num_params(models[0]), q / count)
     weight = None if count == 1 else torch.full((source.n_train,), 1.0 / count, dtype=torch.float64)
     return StreamedAttributor(source, "relative", row_weight=weight)

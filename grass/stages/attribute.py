@@ -14,7 +14,7 @@ from grass.attribute.damping import select_damping
 from grass.compress.factorized import is_factorized
 from grass.instantiate import instantiate_node
 from grass.kernels.dispatch import prepare as prepare_kernels
-from grass.stages.attribute_flat import add_flat_checkpoints, require_flat_task
+from grass.stages.attribute_flat import add_flat_checkpoints
 from grass.stages.attribute_linear import add_linear_checkpoints
 from grass.stages.context import RunContext
 from grass.stages.evaluate import record_damping, validation_objective
@@ -29,7 +29,6 @@ def make_attributor(cfg, task):
     """
     if is_factorized(cfg.compressor):
         return BlockwiseAttributor(lambda: instantiate_node(cfg.tda.attributor, "tda.attributor"))
-    require_flat_task(cfg, task)
     return instantiate_node(cfg.tda.attributor, "tda.attributor")
 
 

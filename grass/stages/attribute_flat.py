@@ -1,61 +1,71 @@
 """Features for whole-model (flat) compressors: per-example gradients of each checkpoint, compressed.
 
-Classifiers only (torch.func over every parameter). Compression time is measured on its own
-(time/compress_{train,query}_s), apart from gradient time, as the paper compares methods.
+Any task: the gradient is of the task's own target (Task.target(tda.target), grass.targets) over the task's
+batches, by torch.func over every trainable parameter (grass.capture.flat), chunked under
+hardware.grad_memory_gb. TRAK's weights Q = 1 - p come from the same target (Target.trak_weight).
+Compression time is measured on its own (time/compress_{train,query}_s), apart from gradient time, as the
+paper compares methods.
 """
+
+from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
 
 from grass.attribute.sources import InMemoryFeatures
-from grass.capture.flat import iter_flat_grads, num_params, true_class_probs
+from grass.capture.flat import grad_sizes, iter_flat_grads, num_params, trak_weights
 from grass.compress.factory import build_compressor
-from grass.errors import GrassError
 from grass.seeding import derive_seed
 from grass.stages.context import RunContext
 from grass.stages.finetune import checkpoint_path
 from grass.stages.selective import compressor_node
-from grass.tasks.classification import ClassificationTask
+from grass.validate import check_proj_dim
 
 
-def flat_features(ctx: RunContext, model, compressor, x, y, side: str) -> torch.Tensor:
+def flat_rows(ctx: RunContext, model, side: str, rows: torch.Tensor | None = None, progress: str | bool = False):
+    """Yield (start, [b, p]) per-example gradients of the task's target over the `side` examples (or `rows`)."""
+    cfg = ctx.cfg
+    batch, chunk = grad_sizes(cfg.hardware, num_params(model))
+    n = len(rows) if rows is not None else (ctx.task.n_train if side == "train" else ctx.task.n_query)
+    return iter_flat_grads(model, ctx.task.target(cfg.tda.target), ctx.task.batches(side, batch, ctx.device, rows),
+                           chunk_size=chunk, progress=progress, total=-(-n // batch))
+
+
+def flat_features(ctx: RunContext, model, compressor, side: str, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Compressed per-example gradients [N, k] of one model, timing gradients and compression apart."""
-    hw, target = ctx.cfg.hardware, ctx.cfg.tda.target
-    rows = []
-    grads = iter_flat_grads(model, x, y, target, batch_size=hw.grad_batch_size, chunk_size=hw.grad_chunk_size,
-                            progress=f"{side} gradients")
+    out = []
+    grads = flat_rows(ctx, model, side, rows, progress=f"{side} gradients")
     while True:
         with ctx.timed("time/grad_s"):
             item = next(grads, None)
         if item is None:
             break
         with ctx.timed(f"time/compress_{side}_s"):
-            rows.append(compressor(item[1].to(ctx.device)).cpu())
-    return torch.cat(rows)
+            out.append(compressor(item[1].to(ctx.device)).cpu())
+    return torch.cat(out)
 
 
-def require_flat_task(cfg, task) -> None:
-    """Whole-model gradients exist for classifiers only: anything else gets one clear error."""
-    if not isinstance(task, ClassificationTask):
-        raise GrassError(f"compressor={cfg.compressor.name} compresses whole-model gradients, which grass computes "
-                         f"for classifiers only; for dataset={cfg.dataset.name} choose a factorized compressor "
-                         "(logra, factgrass, fact_sjlt, fact_mask) over the linear layers")
+def train_weights(ctx: RunContext, model, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """TRAK's Q = 1 - p of every train example (or `rows`) under the task's target -> [N] CPU float32."""
+    cfg = ctx.cfg
+    batch, chunk = grad_sizes(cfg.hardware, num_params(model))
+    return trak_weights(model, ctx.task.target(cfg.tda.target), ctx.task.batches("train", batch, ctx.device, rows),
+                        chunk_size=chunk)
 
 
 def add_flat_checkpoints(ctx: RunContext, attributor) -> None:
     """Fill `attributor` with every checkpoint's compressed train and query gradients."""
     cfg = ctx.cfg
-    require_flat_task(cfg, ctx.task)
-    data = ctx.data
     sketch_seeds = []
     for c in tqdm(range(cfg.tda.num_checkpoints), desc="checkpoints", unit="ckpt"):
         model = ctx.task.load(ctx, checkpoint_path(ctx.models_dir(), c)).to(ctx.device)
+        check_proj_dim(cfg, model)  # a pretrained model's p is known only now
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
         compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
-        train = flat_features(ctx, model, compressor, data.x_train, data.y_train, "train")
-        query = flat_features(ctx, model, compressor, data.x_query, data.y_query, "query")
-        weight = 1.0 - true_class_probs(model, data.x_train, data.y_train)
+        train = flat_features(ctx, model, compressor, "train")
+        query = flat_features(ctx, model, compressor, "query")
+        weight = train_weights(ctx, model)
         with ctx.timed("time/precondition_s"):
             attributor.add_source(InMemoryFeatures.flat(train, query), train_weight=weight, num_params=p)
     ctx.metrics.update({"model/num_params": p, "compress/out_dim": compressor.out_dim,

@@ -1,11 +1,11 @@
 """Stage `selective_mask` (SPEC 4): learn the masks a selective compressor reads, from checkpoint gradients.
 
 Runs only for compressors that use a learned mask (their mask node has `expected_fingerprint`): flat ones
-(selective_mask, grass_sm) learn one mask from whole-model gradients; factorized ones (fact_sm,
-factgrass_sm) learn one mask per linear layer and side from each example's materialized layer gradient,
-at the side widths the compressor will ask for. Masks are artifacts keyed by the trained models and the
-learning hyperparameters, reused when they exist. Every learned mask is then compared with random
-masks of the same size on held-out train rows (`selective/heldout_*` metrics).
+(selective_mask, grass_sm) learn one mask from whole-model gradients of the task's target (any task: classifier,
+language model); factorized ones (fact_sm, factgrass_sm) learn one mask per linear layer and side from each
+example's materialized layer gradient, at the side widths the compressor will ask for. Masks are artifacts keyed by
+the trained models and the learning hyperparameters, reused when they exist. Every learned mask is then compared
+with random masks of the same size on held-out train rows (`selective/heldout_*` metrics).
 """
 
 import logging
@@ -14,11 +14,10 @@ from pathlib import Path
 import torch
 
 from grass.artifacts import artifact_lock, artifact_ready
-from grass.capture.flat import iter_flat_grads, num_params
+from grass.capture.flat import num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
 from grass.compress.selective import required_mask_size
-from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.instantiate import plain_node
 from grass.seeding import generator
@@ -109,18 +108,14 @@ def run_selective_mask(ctx: RunContext) -> None:
 
 
 def _flat_grads(ctx: RunContext, model, rows: torch.Tensor) -> torch.Tensor:
-    data, cfg = ctx.data, ctx.cfg
-    return torch.cat([g for _, g in iter_flat_grads(model, data.x_train[rows], data.y_train[rows], cfg.tda.target,
-                                                     batch_size=cfg.hardware.grad_batch_size,
-                                                     chunk_size=cfg.hardware.grad_chunk_size,
-                                                     progress="selective-mask gradients")])
+    """Whole-model gradients [len(rows), p] of the task's target on the train examples `rows` (any task)."""
+    from grass.stages.attribute_flat import flat_rows  # (attribute_flat imports this module)
+
+    return torch.cat([g for _, g in flat_rows(ctx, model, "train", rows, progress="selective-mask gradients")])
 
 
 def _run_flat(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: torch.Tensor) -> None:
     cfg = ctx.cfg
-    if not isinstance(ctx.data, ClassificationData):
-        raise GrassError(f"{cfg.compressor.name} masks whole-model gradients of a classifier; for "
-                         f"dataset={cfg.dataset.name} use a per-layer mask (compressor=fact_sm or factgrass_sm)")
     p = num_params(model)
     k = required_mask_size(cfg.compressor, p, cfg.proj_dim)
     fp = expected_mask_fingerprint(ctx)

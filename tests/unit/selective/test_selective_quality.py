@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from grass.capture.flat import flat_grads
+from grass.capture.linear import ClassifierTarget
 from grass.compress.mask import RandomMask
 from grass.data.digits import load_digits
 from grass.models.mlp import MLP
@@ -48,7 +49,7 @@ def test_digits_mlp_per_example_gradients():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    g = flat_grads(model, data.x_train, data.y_train, "margin")  # [500, 2778]
+    g = flat_grads(model, ClassifierTarget("margin"), (data.x_train, data.y_train))  # [500, 2778]
     learned, random = _compare(g, 300, 64, "digits MLP", lr=0.01, reg=1e-4, temperature=0.01,
                                epochs=100, log_every=50)
     assert learned > random + 0.1
