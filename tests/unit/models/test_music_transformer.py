@@ -1,9 +1,9 @@
 """dattri's MusicTransformer through grass: builds quietly, follows its weights' device, and its last-event
-margin gives per-example gradients (torch.func vmap) equal to a one-example autograd loop."""
+margin's flat per-example gradients (grass.capture.flat) equal a one-example autograd loop."""
 
 import torch
-from torch.func import functional_call, grad, vmap
 
+from grass.capture.flat import flat_grads
 from grass.models.music_transformer import TOKEN_PAD, VOCAB_SIZE, music_transformer
 from grass.outputs import margin
 from grass.tasks.music import MusicTarget
@@ -47,18 +47,16 @@ def test_margin_is_the_last_event_logit_margin():
         torch.testing.assert_close(MusicTarget("margin").trak_weight(model, (x, y)), 1 - logp.exp())
 
 
-def test_vmap_flat_gradients_match_a_one_example_loop():
+def test_flat_capture_of_the_margin_matches_a_one_example_loop():
     torch.manual_seed(0)
-    model = music_transformer(**TINY)  # eval mode: dropout off
+    model = music_transformer(**TINY)  # dropout 0.1: flat capture runs the model in eval mode (dropout off)
+    model.train()
     x, y = _batch(n=4)
     target = MusicTarget("margin")
-    params = {n: p.detach() for n, p in model.named_parameters()}
-
-    def f(theta, xi, yi):
-        return target.value(lambda inp: functional_call(model, theta, (inp,)), (xi[None], yi[None]))[0]
-
-    g = vmap(grad(f), in_dims=(None, 0, 0))(params, x, y)
-    flat = torch.cat([g[n].reshape(len(x), -1) for n in params], dim=1)
+    flat = flat_grads(model, target, (x, y), chunk_size=3)  # two vmap chunks
+    assert model.training  # the caller's mode is restored
+    model.eval()
+    assert flat.shape == (4, sum(p.numel() for p in model.parameters()))
     for b in range(len(x)):
         model.zero_grad()
         target(model, (x[b:b + 1], y[b:b + 1])).sum().backward()
