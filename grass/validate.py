@@ -69,6 +69,9 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):
         return
+    unsupported = getattr(task, "factorized_unsupported", None)  # a task whose layers linear capture cannot see
+    if unsupported and is_factorized(cfg.compressor):
+        raise GrassError(f"compressor={cfg.compressor.name}: " + unsupported.format(dataset=cfg.dataset.name))
     model = task.skeleton()
     if model is None:
         log.info("proj_dim=%s: model %s is pretrained, its layer shapes come with its weights; proj_dim is checked "
