@@ -198,20 +198,27 @@ def kjv_books(root: Path) -> dict[str, str]:
     return {f"{i:02d}_{book}.txt": "\n".join(verses) + "\n" for i, (book, verses) in enumerate(books.items(), 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m grass.data.corpus_fetch [name] [dest]`: fetch and print where it landed."""
+def run_fetch_cli(fetch, usage: str, max_args: int, argv: list[str] | None = None) -> int:
+    """The `python -m grass.data.<fetcher> [args]` entry of a Debian-package fetcher (make corpus, make
+    fashion-mnist): fetch(*args) -> dest, printed; a GrassError is one `error:` line and exit status 1."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) > 2 or any(a.startswith("-") for a in args):
-        print(f"usage: python -m grass.data.corpus_fetch [{'|'.join(CORPORA)}] [dest folder]", file=sys.stderr)
+    if len(args) > max_args or any(a.startswith("-") for a in args):
+        print(f"usage: {usage}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        dest = fetch_corpus(*args)
+        dest = fetch(*args)
     except GrassError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(dest)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m grass.data.corpus_fetch [name] [dest]`: fetch and print where it landed."""
+    return run_fetch_cli(fetch_corpus, f"python -m grass.data.corpus_fetch [{'|'.join(CORPORA)}] [dest folder]", 2,
+                         argv)
 
 
 if __name__ == "__main__":

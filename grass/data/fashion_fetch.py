@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grass.data.corpus_fetch import deb_version, download_deb, extract_deb
+from grass.data.corpus_fetch import deb_version, download_deb, extract_deb, run_fetch_cli
 from grass.errors import GrassError
 from grass.io import atomic_write_bytes, atomic_write_json
 
@@ -65,18 +65,7 @@ def is_complete(dest: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m grass.data.fashion_fetch [dest]`: fetch and print where it landed."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) > 1 or any(a.startswith("-") for a in args):
-        print("usage: python -m grass.data.fashion_fetch [dest folder]", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        dest = fetch_fashion_mnist(*args)
-    except GrassError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(dest)
-    return 0
+    return run_fetch_cli(fetch_fashion_mnist, "python -m grass.data.fashion_fetch [dest folder]", 1, argv)
 
 
 if __name__ == "__main__":
