@@ -7,8 +7,10 @@ torch.utils.cpp_extension caches the build in the default torch extensions direc
 (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) under the extension name. The name carries a hash of
 the source, the build flags, the torch version and the C++ compiler (`extension_name`), so several checkouts
 or installs on one machine share one build when their sources agree and never rebuild each other's when they
-differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. The op is
-registered as torch.ops.grass_sjlt.sjlt_forward.
+differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. ninja compiles
+from a copy of the source inside that folder (`<build>/src/sjlt_cpu.cpp`), never from the checkout's own path:
+build.ninja names its sources by path, so two clones compiling from their own paths would rewrite it and
+recompile each other's build on every switch. The op is registered as torch.ops.grass_sjlt.sjlt_forward.
 """
 
 from __future__ import annotations
@@ -70,8 +72,22 @@ def _build() -> None:
     build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
     if not (build_dir / f"{name}.so").is_file():
         log.warning("building the C++ SJLT kernel (once, ~30 s) from %s into %s", src, build_dir)
-    cpp_extension.load(name=name, sources=[str(src)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
+    build_source = shared_source(src, build_dir)
+    cpp_extension.load(name=name, sources=[str(build_source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
                        build_directory=str(build_dir), is_python_module=False, verbose=False)
+
+
+def shared_source(src: Path, build_dir: Path) -> Path:
+    """`<build_dir>/src/sjlt_cpu.cpp`, a copy of src written once (the folder's name is a hash of these bytes, so
+    every checkout has the same copy; it is never rewritten, so its mtime never makes ninja recompile)."""
+    copy = build_dir / "src" / SOURCE_NAME
+    data = src.read_bytes()
+    if not (copy.is_file() and copy.read_bytes() == data):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, copy)
+    return copy
 
 
 @functools.cache

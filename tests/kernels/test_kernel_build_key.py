@@ -36,3 +36,22 @@ def test_build_is_announced_only_when_the_keyed_folder_has_no_build(tmp_path, mo
     with caplog.at_level(logging.WARNING, logger=sjlt_cpu.__name__):
         sjlt_cpu._build()
     assert not any("building" in r.getMessage() for r in caplog.records)
+
+
+def test_clones_compile_from_one_shared_copy_of_the_source(tmp_path, monkeypatch):
+    """build.ninja names sources by path: two clones must hand ninja the same path, or each rebuilds the other's."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    calls = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: calls.append(kw))
+    for clone in ("clone_a", "clone_b"):
+        src = tmp_path / clone / "kernels" / sjlt_cpu.SOURCE_NAME
+        src.parent.mkdir(parents=True)
+        src.write_bytes(sjlt_cpu.source().read_bytes())
+        monkeypatch.setattr(sjlt_cpu, "SOURCE_CANDIDATES", (src,))
+        sjlt_cpu._build()
+    (first,), (second,) = calls[0]["sources"], calls[1]["sources"]
+    assert first == second and first.startswith(calls[0]["build_directory"])
+    copy = tmp_path / "ext" / calls[0]["name"] / "src" / sjlt_cpu.SOURCE_NAME
+    stamp = copy.stat().st_mtime_ns
+    sjlt_cpu._build()  # a third run leaves the copy (and so ninja's view of it) untouched
+    assert copy.read_bytes() == sjlt_cpu.source().read_bytes() and copy.stat().st_mtime_ns == stamp
