@@ -1,11 +1,18 @@
 """grass: scalable training-data attribution with gradient sparsification and sparse projection.
 
 Python API (imported on first use, so `import grass` stays light for the CLI):
-    grass.Attributor, grass.ClassifierTask, grass.CausalLMTask, grass.AttributionTask (grass.api).
+    grass.Attributor, grass.ClassifierTask, grass.CausalLMTask, grass.AttributionTask (grass.api); every error
+    they raise for bad input is a grass.GrassError (a ValueError).
 """
 
 __version__ = "0.1.0"
-__all__ = ["Attributor", "AttributionTask", "CausalLMTask", "ClassifierTask"]
+from grass.errors import GrassError  # noqa: E402 (light: no torch import)
+
+__all__ = ["Attributor", "AttributionTask", "CausalLMTask", "ClassifierTask", "GrassError"]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str):

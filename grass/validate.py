@@ -69,6 +69,11 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):
         return
+    attention = cfg.model.get("attn_implementation")
+    if not is_factorized(cfg.compressor) and attention not in (None, "eager"):  # before any training, not after
+        raise GrassError(f"compressor={cfg.compressor.name} takes whole-model per-example gradients with "
+                         f"torch.func.vmap, which model.attn_implementation={attention} cannot be batched by; set "
+                         "model.attn_implementation=eager (the same function), or use a factorized compressor")
     unsupported = getattr(task, "factorized_unsupported", None)  # a task whose layers linear capture cannot see
     if unsupported and is_factorized(cfg.compressor):
         raise GrassError(f"compressor={cfg.compressor.name}: " + unsupported.format(dataset=cfg.dataset.name))

@@ -35,6 +35,7 @@ from grass.compress.factory import build_compressor
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.run_compressors import layer_compressors, mask_node
+from grass.run_settings import uses_proj_dim
 from grass.seeding import derive_seed
 from grass.store import FeatureStore
 
@@ -88,6 +89,9 @@ class Attributor:
         self.tda = group_node("tda", tda)
         self.layers, self.grad_chunk_size, self.progress = [str(p) for p in layers], int(grad_chunk_size), progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise GrassError(f"device={device!r}, but this torch ({torch.__version__}) sees no CUDA device; use "
+                             "device='cpu' or install a CUDA build of torch")
         self.factorized = is_factorized(self.compressor)
         self.damping_kind, self.output = str(self.tda["damping"]), str(self.tda["target"])
         self.damping = None if damping is None else float(damping)
@@ -117,7 +121,11 @@ class Attributor:
                                       derive_seed(self.seed, "linear", "checkpoint", c), self.device)
             capture = LinearCapture(model, target, self.layers, comps)
             return lambda batch: {k: v.detach().float().cpu() for k, v in capture.capture(batch).items()}
-        comp = build_compressor(self.compressor, in_dim=num_params(model), out_dim=self.proj_dim,
+        p = num_params(model)
+        if uses_proj_dim(self.compressor) and self.proj_dim > p:
+            raise GrassError(f"proj_dim={self.proj_dim} is larger than the model's {p} trainable parameters: a flat "
+                             f"compressor maps a whole-model gradient of p = {p} numbers to proj_dim <= p")
+        comp = build_compressor(self.compressor, in_dim=p, out_dim=self.proj_dim,
                                 seed=derive_seed(self.seed, "flat", "checkpoint", c))
 
         def flat(batch):  # the one place the API takes whole-model per-example gradients

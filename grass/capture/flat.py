@@ -114,6 +114,16 @@ def _slice(batch: Any, start: int, stop: int) -> Any:
     return tree_map(lambda t: t[start:stop], batch)
 
 
+def check_vmappable(model: nn.Module) -> None:
+    """GrassError for a Hugging Face model whose attention kernel torch.func.vmap cannot batch (sdpa, flash: their
+    mask handling branches on tensor values); the eager attention computes the same function and vmaps."""
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if attention not in (None, "eager"):
+        raise GrassError(f"whole-model per-example gradients (torch.func.vmap) need the model's eager attention, but "
+                         f"it uses attn_implementation={attention!r}; load it with attn_implementation='eager' (CLI: "
+                         "model.attn_implementation=eager), or use a factorized compressor (factgrass, logra, ...)")
+
+
 def flat_grads(model: nn.Module, target: Target, batch: Any, chunk_size: int = 256,
                index_offset: int = 0) -> torch.Tensor:
     """Per-example gradient of `target` over `batch` (as the task's batches yield it) -> [B, p].
@@ -124,6 +134,7 @@ def flat_grads(model: nn.Module, target: Target, batch: Any, chunk_size: int = 2
     params = trainable_params(model)
     if not params:
         raise GrassError("flat_grads: the model has no trainable parameters")
+    check_vmappable(model)
     # Frozen parameters and buffers enter as constants so vmap never differentiates them.
     consts = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     consts.update({n: b for n, b in model.named_buffers()})

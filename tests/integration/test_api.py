@@ -109,3 +109,14 @@ def test_store_backed_cache_equals_in_memory(tmp_path, compressor, tda):
     torch.testing.assert_close(stored.self_influence(), memory.self_influence(), rtol=1e-4, atol=1e-5)
     with pytest.raises(GrassError, match="n_train=21 expected"):
         attributor().cache(train, store_dir=tmp_path / "other", n_train=21)
+
+
+def test_api_refuses_what_cannot_work_before_any_gradient():
+    model = torch.nn.Linear(4, 2)  # 10 parameters
+    with pytest.raises(grass.GrassError, match="larger than the model's 10 trainable parameters"):
+        grass.Attributor(grass.ClassifierTask(model), compressor="sjlt", proj_dim=64, tda="grad_dot").cache(
+            [(torch.randn(3, 4), torch.tensor([0, 1, 0]))])
+    if not torch.cuda.is_available():
+        with pytest.raises(grass.GrassError, match="no CUDA device"):
+            grass.Attributor(grass.ClassifierTask(model), tda="grad_dot", device="cuda")
+    assert "GrassError" in dir(grass) and "Attributor" in dir(grass)

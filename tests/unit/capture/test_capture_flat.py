@@ -101,6 +101,11 @@ def test_lm_block_margin_matches_loop_with_padding():
     empty = lm_batch(ids[:2], torch.cat([mask[:1], torch.zeros_like(mask[:1])]))
     with pytest.raises(GrassError, match="example 1 .* no labelled token"):
         flat_grads(model, target, empty)
+    # sdpa attention cannot be vmapped: one clear error naming the fix, before any gradient
+    sdpa = gpt2_tiny(vocab_size=40, n_layer=1, n_embd=16, n_head=2, n_positions=16, seed=0,
+                     attn_implementation="sdpa")
+    with pytest.raises(GrassError, match="attn_implementation='eager'"):
+        flat_grads(sdpa, target, batch)
 
 
 def test_lm_trak_weight_is_one_minus_exp_logp():
