@@ -54,6 +54,12 @@ def validate_config(cfg: DictConfig, stages: list[str]) -> None:
         _check_store(cfg)
     else:
         _check_lds(cfg, stages)
+    if set(COMPRESSING_STAGES) & set(stages):
+        attention = cfg.model.get("attn_implementation")
+        if not is_factorized(cfg.compressor) and attention not in (None, "eager"):  # before any training, not after
+            raise GrassError(f"compressor={cfg.compressor.name} takes whole-model per-example gradients with "
+                             f"torch.func.vmap, which model.attn_implementation={attention} cannot be batched by; set "
+                             "model.attn_implementation=eager (the same function), or use a factorized compressor")
     n_query = cfg.dataset.get("n_query")  # null (e.g. wikitext2: every block): known after loading
     if cfg.pipeline == "lds" and set(SPLIT_STAGES) & set(stages) and _is_int(n_query):
         check_query_count(cfg, n_query, f"dataset.n_query={n_query}")
@@ -69,11 +75,6 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):
         return
-    attention = cfg.model.get("attn_implementation")
-    if not is_factorized(cfg.compressor) and attention not in (None, "eager"):  # before any training, not after
-        raise GrassError(f"compressor={cfg.compressor.name} takes whole-model per-example gradients with "
-                         f"torch.func.vmap, which model.attn_implementation={attention} cannot be batched by; set "
-                         "model.attn_implementation=eager (the same function), or use a factorized compressor")
     unsupported = getattr(task, "factorized_unsupported", None)  # a task whose layers linear capture cannot see
     if unsupported and is_factorized(cfg.compressor):
         raise GrassError(f"compressor={cfg.compressor.name}: " + unsupported.format(dataset=cfg.dataset.name))

@@ -279,7 +279,7 @@ def test_every_shipped_experiment_passes_at_every_stage(compose_cfg, experiment)
         _validate(compose_cfg(f"stage={stage}", experiment=experiment))
 
 
-def test_flat_compressor_on_sdpa_attention_is_refused_before_training(compose_cfg, no_training):
+def test_flat_compressor_on_sdpa_attention_is_refused_before_loading(compose_cfg, no_loading):
     cfg = compose_cfg("compressor=sjlt", "model.attn_implementation=sdpa", experiment="tiny_lm")
     with pytest.raises(GrassError, match="model.attn_implementation=eager"):
         run(cfg)
