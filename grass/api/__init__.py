@@ -3,5 +3,6 @@ Attributor(task, compressor, proj_dim, tda, damping).cache(train_loader).attribu
 
 from grass.api.attributor import Attributor
 from grass.api.tasks import AttributionTask, CausalLMTask, ClassifierTask
+from grass.targets import Target
 
-__all__ = ["Attributor", "AttributionTask", "CausalLMTask", "ClassifierTask"]
+__all__ = ["Attributor", "AttributionTask", "CausalLMTask", "ClassifierTask", "Target"]

@@ -120,3 +120,44 @@ def test_api_refuses_what_cannot_work_before_any_gradient():
         with pytest.raises(grass.GrassError, match="no CUDA device"):
             grass.Attributor(grass.ClassifierTask(model), tda="grad_dot", device="cuda")
     assert "GrassError" in dir(grass) and "Attributor" in dir(grass)
+
+
+class _SquaredError(grass.Target):
+    """A regression model's squared error: a scalar output grass does not ship."""
+
+    def value(self, model, batch):
+        x, y = batch
+        return (model(x).squeeze(-1) - y) ** 2
+
+    def trak_weight(self, model, batch):
+        return torch.ones(len(batch[0]))
+
+
+class _RegressionTask(grass.AttributionTask):
+    def target(self, output):
+        return _SquaredError(output)
+
+    def to_device(self, batch, device):
+        return tuple(t.to(device) for t in batch)
+
+    def batch_size(self, batch):
+        return len(batch[0])
+
+
+def test_your_own_scalar_output_is_attributed():
+    """identity + grad_dot on a custom Target == the dot products of hand-made per-example gradients."""
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(6, 3, generator=gen), torch.randn(6, generator=gen)
+    xq, yq = torch.randn(2, 3, generator=gen), torch.randn(2, generator=gen)
+    attributor = grass.Attributor(_RegressionTask(model), compressor="identity", tda="grad_dot", progress=False)
+    scores = attributor.cache([(x[:4], y[:4]), (x[4:], y[4:])]).attribute([(xq, yq)])
+
+    def grad(xi, yi):
+        model.zero_grad()
+        ((model(xi[None]).squeeze() - yi) ** 2).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    train = torch.stack([grad(x[i], y[i]) for i in range(6)])
+    query = torch.stack([grad(xq[j], yq[j]) for j in range(2)])
+    torch.testing.assert_close(scores, train @ query.T, rtol=1e-4, atol=1e-6)
