@@ -63,16 +63,22 @@ def fetch_corpus(name: str = "janeausten", dest: str | Path | None = None) -> Pa
     return dest
 
 
+def manifest_entries(dest: Path, manifest: str, key: str) -> dict | None:
+    """{file: recorded number} under `key` of dest's manifest (written last by a fetch), or None when the manifest
+    is missing or damaged (the caller fetches again)."""
+    path = Path(dest) / manifest
+    if not path.is_file():
+        return None
+    try:
+        return dict(json.loads(path.read_text())[key])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def is_complete(dest: Path) -> bool:
     """True when dest holds a manifest and every file it lists."""
-    manifest = Path(dest) / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        files = json.loads(manifest.read_text())["chars"]
-    except (ValueError, KeyError):
-        return False  # a damaged manifest: fetch again
-    return all((Path(dest) / f).is_file() for f in files)
+    files = manifest_entries(dest, MANIFEST, "chars")
+    return files is not None and all((Path(dest) / f).is_file() for f in files)
 
 
 def _fetch_texts(name: str, tmp: Path) -> tuple[dict[str, str], dict[str, str]]:

@@ -9,13 +9,12 @@ From a Makefile: `python -m grass.data.fashion_fetch [dest]` (default data_cache
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
 
-from grass.data.corpus_fetch import deb_version, download_deb, extract_deb, run_fetch_cli
+from grass.data.corpus_fetch import deb_version, download_deb, extract_deb, manifest_entries, run_fetch_cli
 from grass.errors import GrassError
 from grass.io import atomic_write_bytes, atomic_write_json
 
@@ -53,14 +52,9 @@ def fetch_fashion_mnist(dest: str | Path = "data_cache/fashion-mnist") -> Path:
 
 def is_complete(dest: Path) -> bool:
     """True when dest holds the manifest and every file it lists, at the size it records."""
-    manifest = Path(dest) / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        sizes = json.loads(manifest.read_text())["bytes"]
-    except (ValueError, KeyError):
-        return False  # a damaged manifest: fetch again
-    return all((Path(dest) / f).is_file() and (Path(dest) / f).stat().st_size == n for f, n in sizes.items())
+    sizes = manifest_entries(dest, MANIFEST, "bytes")
+    return sizes is not None and all((Path(dest) / f).is_file() and (Path(dest) / f).stat().st_size == n
+                                     for f, n in sizes.items())
 
 
 def main(argv: list[str] | None = None) -> int:

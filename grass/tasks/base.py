@@ -12,7 +12,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from grass.seeding import generator
 from grass.targets import Target
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,18 @@ class Task(ABC):
         A batch is a tuple of tensors (x [B, ...], y [B]) or a dict of tensors ({input_ids [B, T], ...}), every
         tensor with the batch dimension first (flat capture slices examples out of each).
         rows: LongTensor of example numbers to take instead of all of them (in that order)."""
+
+
+def fit_on_rows(ctx, seed: int, build, make_module, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    """Train build() (seeded by `seed`) through make_module(model) on the tensors x, y (already the selected rows),
+    shuffled by a generator of the same seed, for finetune.epochs; the model on the CPU in eval mode."""
+    L.seed_everything(seed % (2**31), workers=True, verbose=False)
+    model = build()
+    ft = ctx.cfg.finetune
+    loader = DataLoader(TensorDataset(x, y), batch_size=ft.batch_size, shuffle=True,
+                        generator=generator(seed, "loader"))
+    lightning_fit(ctx, make_module(model), loader, ft.epochs)
+    return model.cpu().eval()
 
 
 def lightning_fit(ctx, module: L.LightningModule, loader, epochs: int, progress_bar: bool | None = None) -> None:

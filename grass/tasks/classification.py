@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from grass.capture.linear import ClassifierTarget
 from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.models.build import build_classifier, load_classifier
 from grass.models.classifier_module import ClassifierModule
-from grass.seeding import generator
-from grass.tasks.base import Task, lightning_fit
+from grass.tasks.base import Task, fit_on_rows
 
 
 class ClassificationTask(Task):
@@ -26,15 +23,12 @@ class ClassificationTask(Task):
             return build_classifier(self.cfg.model, self.data)
 
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
-        L.seed_everything(seed % (2**31), workers=True, verbose=False)
-        model = build_classifier(self.cfg.model, self.data)
         ft = self.cfg.finetune
-        module = ClassifierModule(model, lr=ft.lr, optimizer=ft.optimizer, weight_decay=ft.weight_decay,
-                                  momentum=ft.momentum, schedule=ft.schedule)
-        loader = DataLoader(TensorDataset(self.data.x_train[rows], self.data.y_train[rows]), batch_size=ft.batch_size,
-                            shuffle=True, generator=generator(seed, "loader"))
-        lightning_fit(ctx, module, loader, ft.epochs)
-        return model.cpu().eval()
+        return fit_on_rows(ctx, seed, lambda: build_classifier(self.cfg.model, self.data),
+                           lambda model: ClassifierModule(model, lr=ft.lr, optimizer=ft.optimizer,
+                                                          weight_decay=ft.weight_decay, momentum=ft.momentum,
+                                                          schedule=ft.schedule),
+                           self.data.x_train[rows], self.data.y_train[rows])
 
     def load(self, ctx, path: Path) -> nn.Module:
         return load_classifier(self.cfg.model, self.data, path, ctx.models_settings())

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from grass.artifacts import load_artifact
 from grass.data.music import MusicSequences
@@ -26,9 +24,8 @@ from grass.instantiate import instantiate_node
 from grass.models.build import FINETUNE_HINT
 from grass.models.music_module import MusicModule
 from grass.outputs import output_function, true_class_prob
-from grass.seeding import generator
 from grass.targets import Target
-from grass.tasks.base import Task, lightning_fit
+from grass.tasks.base import Task, fit_on_rows
 
 
 class MusicTarget(Target):
@@ -75,15 +72,12 @@ class MusicTask(Task):
             return self._build()
 
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
-        L.seed_everything(seed % (2**31), workers=True, verbose=False)
-        model = self._build()
         ft = self.cfg.finetune
-        module = MusicModule(model, lr=ft.lr, optimizer=ft.optimizer, weight_decay=ft.weight_decay,
-                             momentum=ft.momentum, schedule=ft.schedule)
-        loader = DataLoader(TensorDataset(self.data.train_x[rows], self.data.train_y[rows]), batch_size=ft.batch_size,
-                            shuffle=True, generator=generator(seed, "loader"))
-        lightning_fit(ctx, module, loader, ft.epochs)
-        return model.cpu().eval()
+        return fit_on_rows(ctx, seed, self._build,
+                           lambda model: MusicModule(model, lr=ft.lr, optimizer=ft.optimizer,
+                                                     weight_decay=ft.weight_decay, momentum=ft.momentum,
+                                                     schedule=ft.schedule),
+                           self.data.train_x[rows], self.data.train_y[rows])
 
     def load(self, ctx, path: Path) -> nn.Module:
         model = self._build()
