@@ -2,6 +2,8 @@
 // Zero entries of x cost (almost) nothing; products and sums are float32 whatever the input dtype.
 // Rows are independent, so at::parallel_for splits the batch (8-row panels, then single rows) and each
 // row's summation order is fixed: the result is deterministic whatever the thread count or batch.
+// sjlt_forward_masked is GraSS's mask + SJLT fused: the same scatter over the columns cols[j] of x only,
+// equal bit for bit to sjlt_forward(x[:, cols]) without the [B, n] copy.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -65,16 +67,27 @@ inline void scatter_tile(const scalar_t* __restrict__ xb, const index_t* __restr
   }
 }
 
+// Rows one at a time (the B % kPanelRows rows left over by the panels). x rows have stride d; the tables are
+// [c, n]. cols == nullptr: column j of the tables is x's column j (n == d). Otherwise the tables' column j is x's
+// column cols[j] (the fused mask + SJLT): a tile's n columns are gathered into a float row first, so the scatter
+// is the one sjlt(x[:, cols]) runs, term for term.
 template <typename scalar_t, typename index_t, typename sign_t>
 void scatter_rows(const scalar_t* x, const index_t* h, const sign_t* s, float* y, int64_t row_begin,
-                  int64_t row_end, int64_t d, int64_t c, int64_t k, float scale) {
-  int32_t cols[kTileCols];  // nonzero positions of the current tile
+                  int64_t row_end, int64_t d, int64_t n, const int64_t* cols, int64_t c, int64_t k, float scale) {
+  int32_t nz[kTileCols];  // nonzero positions of the current tile
+  float gathered[kTileCols];
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kBlockRows) {
     const int64_t r1 = std::min(r0 + kBlockRows, row_end);
-    for (int64_t j0 = 0; j0 < d; j0 += kTileCols) {
-      const int64_t j1 = std::min(j0 + kTileCols, d);
+    for (int64_t j0 = 0; j0 < n; j0 += kTileCols) {
+      const int64_t j1 = std::min(j0 + kTileCols, n);
       for (int64_t b = r0; b < r1; ++b) {
-        scatter_tile(x + b * d, h, s, y + b * k, j0, j1, d, c, scale, cols);
+        if (cols == nullptr) {
+          scatter_tile(x + b * d, h, s, y + b * k, j0, j1, n, c, scale, nz);
+        } else {
+          const scalar_t* xb = x + b * d;
+          for (int64_t j = j0; j < j1; ++j) gathered[j - j0] = static_cast<float>(xb[cols[j]]);
+          scatter_tile(gathered, h + j0, s + j0, y + b * k, 0, j1 - j0, n, c, scale, nz);
+        }
       }
     }
   }
@@ -168,21 +181,44 @@ inline bool transpose_tile(const scalar_t* __restrict__ xp, int64_t d, int64_t l
   return any;
 }
 
+// buf[j][b] = x[r0 + b, cols[j]] * scale for the tile's len gathered columns (cols sorted, so each of the 8
+// rows is read front to back); returns whether any entry is nonzero. Scalar loads: the columns are not
+// contiguous (copying each row's selection out first and reusing the SSE transpose measured slower).
+template <typename scalar_t>
+inline bool transpose_tile_cols(const scalar_t* __restrict__ xp, int64_t d, const int64_t* __restrict__ cols,
+                                int64_t len, float scale, float* __restrict__ buf) {
+  constexpr int64_t R = kPanelRows;
+  bool any = false;
+  for (int64_t j = 0; j < len; ++j) {
+    float* __restrict__ t = buf + j * R;
+    const scalar_t* __restrict__ col = xp + cols[j];
+    for (int64_t b = 0; b < R; ++b) {
+      const float v = static_cast<float>(col[b * d]);
+      any |= (v != 0.0f);
+      t[b] = v * scale;
+    }
+  }
+  return any;
+}
+
 // How many columns ahead the update prefetches its accumulator row (for writing): acc ([k][8] floats,
 // 128 KB at k = 4096) outgrows L1, and without the hint each update waits for its line (1.1-1.2x).
 constexpr int64_t kPrefetchAhead = 16;
 
 template <typename scalar_t, typename index_t, typename sign_t>
 void scatter_panel(const scalar_t* x, const index_t* h, const sign_t* s, float* y, int64_t r0, int64_t d,
-                   int64_t c, int64_t k, float scale, float* __restrict__ buf, float* __restrict__ acc) {
+                   int64_t n, const int64_t* cols, int64_t c, int64_t k, float scale, float* __restrict__ buf,
+                   float* __restrict__ acc) {
   constexpr int64_t R = kPanelRows;
   std::fill(acc, acc + k * R, 0.0f);
-  for (int64_t j0 = 0; j0 < d; j0 += kTileCols) {
-    const int64_t len = std::min(kTileCols, d - j0);
-    if (!transpose_tile(x + r0 * d + j0, d, len, scale, buf)) continue;
+  for (int64_t j0 = 0; j0 < n; j0 += kTileCols) {
+    const int64_t len = std::min(kTileCols, n - j0);
+    const bool any = cols == nullptr ? transpose_tile(x + r0 * d + j0, d, len, scale, buf)
+                                     : transpose_tile_cols(x + r0 * d, d, cols + j0, len, scale, buf);
+    if (!any) continue;
     for (int64_t r = 0; r < c; ++r) {
-      const index_t* __restrict__ hr = h + r * d + j0;
-      const sign_t* __restrict__ sr = s + r * d + j0;
+      const index_t* __restrict__ hr = h + r * n + j0;
+      const sign_t* __restrict__ sr = s + r * n + j0;
       for (int64_t j = 0; j < len; ++j) {
         if (j + kPrefetchAhead < len) __builtin_prefetch(acc + hr[j + kPrefetchAhead] * R, 1, 3);
         const float sv = static_cast<float>(sr[j]);
@@ -198,61 +234,88 @@ void scatter_panel(const scalar_t* x, const index_t* h, const sign_t* s, float* 
 
 template <typename scalar_t, typename index_t, typename sign_t>
 void scatter_all_rows(const scalar_t* x, const index_t* h, const sign_t* s, float* y, int64_t B, int64_t d,
-                      int64_t c, int64_t k, float scale) {
+                      int64_t n, const int64_t* cols, int64_t c, int64_t k, float scale) {
   const int64_t panels = B / kPanelRows;
   at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(kTileCols * kPanelRows), acc(k * kPanelRows);
     for (int64_t p = begin; p < end; ++p) {
-      scatter_panel(x, h, s, y, p * kPanelRows, d, c, k, scale, buf.data(), acc.data());
+      scatter_panel(x, h, s, y, p * kPanelRows, d, n, cols, c, k, scale, buf.data(), acc.data());
     }
   });
   at::parallel_for(panels * kPanelRows, B, 1, [&](int64_t begin, int64_t end) {
-    scatter_rows(x, h, s, y, begin, end, d, c, k, scale);
+    scatter_rows(x, h, s, y, begin, end, d, n, cols, c, k, scale);
   });
 }
 
 template <typename scalar_t, typename index_t>
-void launch(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, at::Tensor& y, float scale) {
-  const int64_t B = x.size(0), d = x.size(1), c = h.size(0), k = y.size(1);
+void launch(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, at::Tensor& y, float scale,
+            const int64_t* cols) {
+  const int64_t B = x.size(0), d = x.size(1), c = h.size(0), n = h.size(1), k = y.size(1);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const index_t* hp = h.const_data_ptr<index_t>();
   float* yp = y.data_ptr<float>();
   if (s.scalar_type() == at::kChar) {
-    scatter_all_rows(xp, hp, s.const_data_ptr<int8_t>(), yp, B, d, c, k, scale);
+    scatter_all_rows(xp, hp, s.const_data_ptr<int8_t>(), yp, B, d, n, cols, c, k, scale);
   } else {
-    scatter_all_rows(xp, hp, s.const_data_ptr<float>(), yp, B, d, c, k, scale);
+    scatter_all_rows(xp, hp, s.const_data_ptr<float>(), yp, B, d, n, cols, c, k, scale);
   }
 }
 
-at::Tensor sjlt_forward(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, int64_t k, double scale) {
+void check_tables(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, int64_t k) {
   TORCH_CHECK(x.device().is_cpu() && h.device().is_cpu() && s.device().is_cpu(), "sjlt_forward: CPU tensors only");
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "sjlt_forward: x must be a contiguous [B, d] tensor");
   TORCH_CHECK(h.dim() == 2 && h.is_contiguous() && s.sizes() == h.sizes() && s.is_contiguous(),
               "sjlt_forward: h and s must be contiguous [c, d] tensors of the same shape");
-  TORCH_CHECK(h.size(1) == x.size(1), "sjlt_forward: tables have d=", h.size(1), ", x has d=", x.size(1));
   TORCH_CHECK(h.scalar_type() == at::kLong || h.scalar_type() == at::kInt, "sjlt_forward: h must be int64 or int32");
   TORCH_CHECK(s.scalar_type() == at::kFloat || s.scalar_type() == at::kChar, "sjlt_forward: s must be float32 or int8");
   TORCH_CHECK(k > 0, "sjlt_forward: k must be positive");
+}
+
+at::Tensor project(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, int64_t k, double scale,
+                   const int64_t* cols) {
   at::Tensor y = at::zeros({x.size(0), k}, x.options().dtype(at::kFloat));
   if (x.numel() == 0 || h.numel() == 0) return y;
   auto [lo, hi] = at::aminmax(h);  // an out-of-range bucket would write outside y
   TORCH_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < k, "sjlt_forward: bucket index outside [0, k)");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sjlt_forward", [&] {
     if (h.scalar_type() == at::kLong) {
-      launch<scalar_t, int64_t>(x, h, s, y, static_cast<float>(scale));
+      launch<scalar_t, int64_t>(x, h, s, y, static_cast<float>(scale), cols);
     } else {
-      launch<scalar_t, int32_t>(x, h, s, y, static_cast<float>(scale));
+      launch<scalar_t, int32_t>(x, h, s, y, static_cast<float>(scale), cols);
     }
   });
   return y;
+}
+
+at::Tensor sjlt_forward(const at::Tensor& x, const at::Tensor& h, const at::Tensor& s, int64_t k, double scale) {
+  check_tables(x, h, s, k);
+  TORCH_CHECK(h.size(1) == x.size(1), "sjlt_forward: tables have d=", h.size(1), ", x has d=", x.size(1));
+  return project(x, h, s, k, scale, nullptr);
+}
+
+// GraSS's two stages in one pass (SPEC 3): sjlt(x[:, cols]) without materializing x[:, cols]. cols [n] int64,
+// distinct, in [0, d); tables [c, n]. Reads only the selected columns' cache lines and scatters n terms per row.
+at::Tensor sjlt_forward_masked(const at::Tensor& x, const at::Tensor& cols, const at::Tensor& h, const at::Tensor& s,
+                               int64_t k, double scale) {
+  check_tables(x, h, s, k);
+  TORCH_CHECK(cols.device().is_cpu() && cols.dim() == 1 && cols.is_contiguous() && cols.scalar_type() == at::kLong,
+              "sjlt_forward_masked: cols must be a contiguous 1-D int64 CPU tensor");
+  TORCH_CHECK(h.size(1) == cols.size(0), "sjlt_forward_masked: tables have n=", h.size(1), ", cols has ", cols.size(0));
+  if (cols.numel() > 0) {
+    auto [lo, hi] = at::aminmax(cols);  // an out-of-range column would read outside x
+    TORCH_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < x.size(1), "sjlt_forward_masked: column outside [0, d)");
+  }
+  return project(x, h, s, k, scale, cols.const_data_ptr<int64_t>());
 }
 
 }  // namespace
 
 TORCH_LIBRARY(grass_sjlt, m) {
   m.def("sjlt_forward(Tensor x, Tensor h, Tensor s, int k, float scale) -> Tensor");
+  m.def("sjlt_forward_masked(Tensor x, Tensor cols, Tensor h, Tensor s, int k, float scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(grass_sjlt, CPU, m) {
   m.impl("sjlt_forward", &sjlt_forward);
+  m.impl("sjlt_forward_masked", &sjlt_forward_masked);
 }

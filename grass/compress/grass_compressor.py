@@ -14,6 +14,7 @@ from grass.compress.base import Compressor
 from grass.compress.mask import IndexMask, RandomMask
 from grass.compress.sjlt import SJLT
 from grass.errors import GrassError
+from grass.kernels.dispatch import sjlt_project
 from grass.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -74,5 +75,12 @@ class GraSS(Compressor):
         """The explicit map M [d, k] float32 with C(x) = x @ M."""
         return self.mask.matrix() @ self.sjlt.matrix()
 
-    def _compress(self, x: torch.Tensor) -> torch.Tensor:
+    def unfused(self, x: torch.Tensor) -> torch.Tensor:
+        """The two stages one after the other, sjlt(mask(x)): the reference the fused path is tested against."""
         return self.sjlt(self.mask(x))
+
+    def _compress(self, x: torch.Tensor) -> torch.Tensor:
+        # one pass over the k' selected columns (the C++ kernel fuses mask + SJLT; other paths gather first)
+        out, self.sjlt.backend_used = sjlt_project(x, *self.sjlt.tables(x.device), self.out_dim,
+                                                   backend=self.sjlt.backend, cols=self.mask.indices_on(x.device))
+        return out

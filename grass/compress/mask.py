@@ -58,11 +58,15 @@ class IndexMask(Compressor):
         m[self.indices, torch.arange(self.out_dim)] = 1.0
         return m
 
+    def indices_on(self, device: torch.device) -> torch.Tensor:
+        """The index set I [k] int64 on `device`, cached for the last device."""
+        if self._on is None or self._on[0] != device:
+            self._on = (device, self.indices.to(device))
+        return self._on[1]
+
     def _compress(self, x: torch.Tensor) -> torch.Tensor:
-        if self._on is None or self._on[0] != x.device:
-            self._on = (x.device, self.indices.to(x.device))
         # gather with a broadcast (stride-0) index: on CPU 1.1-3x faster than index_select, 1.5-5x than x[:, idx]
-        return torch.gather(x, 1, self._on[1].expand(x.shape[0], -1)).to(torch.float32)
+        return torch.gather(x, 1, self.indices_on(x.device).expand(x.shape[0], -1)).to(torch.float32)
 
 
 class RandomMask(IndexMask):

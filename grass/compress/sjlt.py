@@ -42,7 +42,7 @@ class SJLT(Compressor):
     def _extra_fingerprint(self) -> dict:
         return {"c": self.c}
 
-    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(buckets [c, d] int64, scaled signs [c, d] float32) on `device`, cached for the last device."""
         if self._on is None or self._on[0] != device:
             self._on = (device, self.buckets.to(device), self.signs.to(device))
@@ -63,12 +63,12 @@ class SJLT(Compressor):
 
     def dense_path(self, x: torch.Tensor) -> torch.Tensor:
         """Pure-torch reference, every column of x [B, d] scattered with index_add_ -> [B, k]."""
-        return sjlt_dense(x, *self._tables(x.device), self.out_dim)
+        return sjlt_dense(x, *self.tables(x.device), self.out_dim)
 
     def sparse_path(self, x: torch.Tensor) -> torch.Tensor:
         """Pure-torch reference over the nonzeros of x [B, d] only -> [B, k]."""
-        return sjlt_sparse(x, *self._tables(x.device), self.out_dim)
+        return sjlt_sparse(x, *self.tables(x.device), self.out_dim)
 
     def _compress(self, x: torch.Tensor) -> torch.Tensor:
-        out, self.backend_used = sjlt_project(x, *self._tables(x.device), self.out_dim, backend=self.backend)
+        out, self.backend_used = sjlt_project(x, *self.tables(x.device), self.out_dim, backend=self.backend)
         return out

@@ -89,22 +89,33 @@ def _kernel(path: str) -> Callable[..., torch.Tensor]:
 
 
 def sjlt_project(x: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, k: int, scale: float = 1.0,
-                 backend: str = "auto", max_chunk_elements: int = MAX_CHUNK_ELEMENTS) -> tuple[torch.Tensor, str]:
-    """Apply the SJLT tables to x [B, d] -> (y [B, k] float32, path that ran).
+                 backend: str = "auto", max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+                 cols: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
+    """Apply the SJLT tables to x [B, d] (or to its columns `cols`) -> (y [B, k] float32, path that ran).
 
-    buckets [c, d] int64|int32 with values in [0, k), signs [c, d] float32|int8, both on x's device;
-    y[b, buckets[r, j]] += signs[r, j] * scale * x[b, j]. Rows are processed in chunks whose
-    rows * max(d, k) stays below max_chunk_elements, so no kernel sees an index past int32.
+    buckets [c, n] int64|int32 with values in [0, k), signs [c, n] float32|int8, both on x's device;
+    y[b, buckets[r, j]] += signs[r, j] * scale * x[b, col_j], col_j = j (n = d) or cols[j] when cols [n] int64
+    (distinct, in [0, d), on x's device) is given: GraSS's mask then SJLT. The C++ path fuses the two stages
+    (one pass over the selected columns, no [B, n] copy, equal bit for bit); the others gather x[:, cols] first.
+    Rows are processed in chunks whose rows * max(d, k) stays below max_chunk_elements, so no kernel sees an
+    index past int32.
     """
     path = resolve_backend(backend, x.device)
     B, d = x.shape
     if B == 0:
         return torch.zeros(0, int(k), dtype=torch.float32, device=x.device), path
+    fused = cols is not None and path == "cpp"
+    if cols is not None and not fused:
+        x = torch.gather(x, 1, cols.expand(B, -1))  # stride-0 index: the cheapest CPU gather (see IndexMask)
+        d = x.shape[1]
     if path != "torch":
         if not x.is_floating_point():
             x = x.to(torch.float32)
         x, buckets, signs = x.contiguous(), buckets.contiguous(), signs.contiguous()
     run = _kernel(path)
+    if fused:
+        def run(rows_x, h, s, k_, scale_):
+            return sjlt_cpu.sjlt_forward_masked(rows_x, cols.contiguous(), h, s, k_, scale_)
     rows = max(1, max_chunk_elements // max(d, int(k)))
     if rows >= B:
         return run(x, buckets, signs, int(k), float(scale)), path

@@ -10,7 +10,8 @@ or installs on one machine share one build when their sources agree and never re
 differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. ninja compiles
 from a copy of the source inside that folder (`<build>/src/sjlt_cpu.cpp`), never from the checkout's own path:
 build.ninja names its sources by path, so two clones compiling from their own paths would rewrite it and
-recompile each other's build on every switch. The op is registered as torch.ops.grass_sjlt.sjlt_forward.
+recompile each other's build on every switch. The ops are registered as torch.ops.grass_sjlt.sjlt_forward and
+.sjlt_forward_masked (GraSS's mask + SJLT fused).
 """
 
 from __future__ import annotations
@@ -114,3 +115,13 @@ def sjlt_forward(x: torch.Tensor, h: torch.Tensor, s: torch.Tensor, k: int, scal
     if op is None:
         raise RuntimeError(f"SJLT C++ kernel unavailable: {reason}")
     return op(x, h, s, int(k), float(scale))
+
+
+def sjlt_forward_masked(x: torch.Tensor, cols: torch.Tensor, h: torch.Tensor, s: torch.Tensor, k: int,
+                        scale: float = 1.0) -> torch.Tensor:
+    """sjlt_forward(x[:, cols], h, s, k, scale) in one pass, bit for bit: x [B, d] contiguous, cols [n] int64
+    (distinct, in [0, d)), h [c, n] int64|int32, s [c, n] float32|int8 -> y [B, k] float32."""
+    op, reason = extension()
+    if op is None:
+        raise RuntimeError(f"SJLT C++ kernel unavailable: {reason}")
+    return torch.ops.grass_sjlt.sjlt_forward_masked(x, cols, h, s, int(k), float(scale))
