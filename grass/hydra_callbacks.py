@@ -16,10 +16,13 @@ class Preflight(Callback):
 
     def on_run_start(self, config, **kwargs) -> None:
         check_writable(config.paths.root)
+        from grass.dattri_bench.preflight import early_preflight
         from grass.errors import GrassError
-        from grass.pipeline import preflight
 
         try:
+            early_preflight(config)  # before the heavy imports below: an offline dattri run fails in seconds
+            from grass.pipeline import preflight
+
             preflight(config)
         except GrassError as e:
             sys.exit(f"error: {e}")

@@ -1,12 +1,19 @@
-"""The files of a models folder, shared by both pipelines: subset model and checkpoint names, the LDS subsets."""
+"""The files of a models folder, shared by both pipelines: subset model and checkpoint names, the LDS subsets.
+
+Light to import (no Lightning): the dattri preflight reads the file names before the heavy imports."""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from grass.data.subsets import load_or_draw_subsets
 from grass.dattri_bench.settings import uses_dattri
-from grass.run_context import RunContext
+
+if TYPE_CHECKING:
+    from grass.run_context import RunContext
 
 
 def subset_model_path(models_dir: Path, s: int) -> Path:

@@ -24,7 +24,7 @@ from grass.capture.flat import grad_sizes, num_params
 from grass.capture.linear import layer_dims
 from grass.compress.factorized import is_factorized, node_side_widths
 from grass.data.subsets import validation_size
-from grass.dattri_bench.importer import preflight as dattri_preflight
+from grass.dattri_bench.preflight import preflight as dattri_preflight
 from grass.dattri_bench.settings import uses_dattri
 from grass.errors import GrassError
 from grass.hardware import check_training_hardware

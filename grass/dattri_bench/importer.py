@@ -22,17 +22,14 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from scipy.stats import spearmanr
 
-from grass.artifact_paths import groundtruth_file
 from grass.artifacts import artifact_lock, artifact_ready, load_artifact, save_artifact
 from grass.dattri_bench.convert import ModelsZip, ground_truth, map_keys, subset_masks
 from grass.dattri_bench.fetch import benchmark_files, resolved_commit
+from grass.dattri_bench.preflight import wanted
 from grass.dattri_bench.settings import (
     BenchmarkSetting,
-    check_config,
-    models_dir,
     setting_for,
     subsets_settings,
 )
@@ -43,26 +40,6 @@ from grass.model_files import checkpoint_path, subset_model_path
 log = logging.getLogger(__name__)
 MIN_QUERY_AGREEMENT = 0.9
 HINT = "run stage=finetune finetune.source=dattri to import dattri's benchmark again"
-
-
-def groundtruth_path(cfg: DictConfig) -> Path:
-    return groundtruth_file(cfg.paths.artifacts, models_dir(cfg))
-
-
-def wanted(cfg: DictConfig) -> list[Path]:
-    """Every artifact this config reads from the import."""
-    folder = models_dir(cfg)
-    return ([folder / "subsets.pt", groundtruth_path(cfg)]
-            + [subset_model_path(folder, s) for s in range(cfg.lds.num_subsets)]
-            + [checkpoint_path(folder, c) for c in range(cfg.tda.num_checkpoints)])
-
-
-def preflight(cfg: DictConfig, stages: list[str]) -> None:
-    """Config checks; when this run imports (stage finetune) and the import is not complete, the files must be
-    local or the hub reachable: otherwise one GrassError now, before the data is loaded."""
-    setting = check_config(cfg)
-    if "finetune" in stages and not all(artifact_ready(p) for p in wanted(cfg)):
-        benchmark_files(cfg, setting, download=False)
 
 
 def dattri_subset_masks(ctx) -> torch.Tensor:

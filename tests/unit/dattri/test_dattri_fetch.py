@@ -120,7 +120,7 @@ def _bare_cfg(tmp_path, model: str, dataset: dict):
 ])
 def test_each_setting_offline_names_its_files_and_the_stand_in(tmp_path, model, dataset, files, instead,
                                                                 no_connections):
-    from grass.dattri_bench.importer import preflight as dattri_preflight
+    from grass.dattri_bench.preflight import preflight as dattri_preflight
 
     with pytest.raises(GrassError) as info:
         dattri_preflight(_bare_cfg(tmp_path, model, dataset), ["finetune"])
@@ -130,7 +130,7 @@ def test_each_setting_offline_names_its_files_and_the_stand_in(tmp_path, model, 
 
 
 def test_the_cifar2_stand_in_is_refused(tmp_path):
-    from grass.dattri_bench.importer import preflight as dattri_preflight
+    from grass.dattri_bench.preflight import preflight as dattri_preflight
 
     fmnist2 = {"name": "fmnist2", "_target_": "grass.data.fmnist2.load_fmnist2", "n_train": 5000, "n_query": 500}
     with pytest.raises(GrassError, match="dataset=fmnist2 differs.*use dataset=cifar2"):

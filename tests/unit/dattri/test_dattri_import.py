@@ -8,7 +8,7 @@ from dattri.benchmark.models.mlp import MLPMnist
 
 from grass.artifacts import load_artifact
 from grass.dattri_bench import settings as dattri
-from grass.dattri_bench.importer import groundtruth_path
+from grass.dattri_bench.preflight import groundtruth_path
 from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.model_files import checkpoint_path, subset_model_path
