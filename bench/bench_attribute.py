@@ -95,7 +95,7 @@ class TodayTRAK(TRAKAttributor):
         solver = DampedSolver(train)
         projected = solver.project_queries(query)
         self._fits[c], self._features[c] = (solver, projected), None  # no solver.release(): V stays
-        self._note(c, *solver.held(), projected, extra=min(solver.n, solver.dim) ** 2 * 8)
+        self._note(c, *solver.held(), projected, extra=3 * min(solver.n, solver.dim) ** 2 * 8)
         self.checkpoint_peaks[c] = max(self.checkpoint_peaks[c], self.meter.set_held(self._held()))
 
 

@@ -1,8 +1,9 @@
 """Attributors: compressed train/query features of each checkpoint -> scores [n_train, n_query].
 
-Positive score = the train example helps the query (lowers its loss). Everything that does not depend on
-the damping (the eigendecomposition and the projected queries) is computed once in `add_checkpoint`, so
-a damping grid costs one diagonal rescale and one matmul per value and checkpoint.
+Positive score = the train example helps the query (lowers its loss). `add_checkpoint` keeps the features; the
+preconditioned methods solve when scores are asked, each request (`scores` at one damping, `scores_grid` over a
+grid, on all or some queries) by the solver grass.attribute.cost predicts cheaper: one eigendecomposition per
+checkpoint, kept (then any damping is a rescale), or one Cholesky factorization per damping (SPEC 1.1, 1.2).
 """
 
 import logging
@@ -17,6 +18,7 @@ from grass.attribute.cholesky import (
     damped_solve,
     feature_side,
     right_hand_side,
+    slab_bytes,
     solve_working_bytes,
     system_matrix,
     to_scores,
@@ -197,8 +199,8 @@ class _SolverAttributor(Attributor):
             train, query = self._features[c]
             solver = DampedSolver(train)
             projected = solver.project_queries(query)
-            r = min(solver.n, solver.dim)  # the Gram matrix lived beside the eigenbasis during the fit
-            self._note(c, *solver.held(), projected, extra=r * r * 8)
+            r = min(solver.n, solver.dim)  # beside the eigenbasis during the fit: the Gram matrix and syevd's 2 r^2
+            self._note(c, *solver.held(), projected, extra=3 * r * r * 8)  # float64 workspace
             solver.release()  # the eigenbasis is read only by project_queries: drop it now
             self._fits[c], self._features[c] = (solver, projected), None
             self.meter.set_held(self._held())
@@ -216,15 +218,17 @@ class _SolverAttributor(Attributor):
         feature = feature_side(*train.shape)
         precision = cholesky_precision(matrix.shape[0], rhs.shape[1])
         out = {}
-        for lam in dampings:
+        for i, lam in enumerate(dampings):
             a, b, factor = self._terms(c, lam)
-            x, report = damped_solve(matrix, rhs, a, b, feature, precision)
+            last = i == len(dampings) - 1  # M is not read again: a float64 solve may overwrite it
+            x, report = damped_solve(matrix, rhs, a, b, feature, precision, consume=last)
             self.solve_reports.append(report)
             if report.fell_back:
                 log.warning("checkpoint %d, damping %g: the float32 factor missed the %.0e score bound; solved in "
                             "float64", c, lam, REFINE_TOL)
             out[lam] = to_scores(train, x).mul_(factor)
-            self._note(c, matrix, rhs, x, *out.values(), extra=solve_working_bytes(matrix.shape[0], report))
+            extra = max(solve_working_bytes(matrix.shape[0], report, last), slab_bytes(*train.shape))
+            self._note(c, matrix, rhs, x, *out.values(), extra=extra)
         return out
 
     def _note(self, c: int, *tensors: Tensor, extra: int = 0) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from grass.attribute.gram import CHUNK_ELEMENTS, GramAccumulator, row_chunks
+from grass.attribute.gram import CHUNK_ELEMENTS, row_chunks
 from grass.errors import GrassError
 
 REFINE_TOL = 1e-5  # relative Frobenius bound on the score error of a mixed solve (the acceptance is 1e-3)
@@ -43,19 +43,39 @@ def feature_side(n: int, k: int) -> bool:
     return k <= n
 
 
+PANELS = 8  # column panels of the symmetric product: only the lower ones are multiplied (~56 % of a full matmul)
+SLAB_ELEMENTS = 1 << 22  # float64 elements of one upcast slab of Phi (32 MiB)
+
+
+def slab_bytes(n: int, k: int) -> int:
+    """Bytes of the float64 slab system_matrix upcasts at a time (for grass.attribute.memory)."""
+    r = min(n, k)
+    return min(max(n, k), max(1, SLAB_ELEMENTS // r)) * r * 8
+
+
 def system_matrix(phi: Tensor) -> Tensor:
-    """M [r, r] float64: Phi^T Phi (k <= n) or Phi Phi^T (k > n), accumulated from float64 chunks of Phi [n, k]."""
+    """M [r, r] float64: Phi^T Phi (k <= n) or Phi Phi^T (k > n) for Phi [n, k], exactly symmetric.
+
+    Float64 slabs S [t, r] of Phi (row blocks on the feature side, transposed column blocks on the example side)
+    are accumulated as M += S^T S, multiplying only the PANELS column panels on and below the diagonal; the upper
+    triangle is then copied from the lower one.
+    """
     n, k = phi.shape
+    r = min(n, k)
+    rows = max(1, SLAB_ELEMENTS // r)
     if feature_side(n, k):
-        gram = GramAccumulator(k, phi.device)
-        for block in row_chunks(phi):
-            gram.add(block)
-        return gram.gram
-    cols = max(1, CHUNK_ELEMENTS // n)
-    out = torch.zeros(n, n, dtype=torch.float64, device=phi.device)
-    for start in range(0, k, cols):
-        block = phi[:, start:start + cols].double()
-        out += block @ block.T
+        slabs = (phi[start:start + rows].double() for start in range(0, n, rows))
+    else:
+        slabs = (phi[:, start:start + rows].double().T for start in range(0, k, rows))
+    out = torch.zeros(r, r, dtype=torch.float64, device=phi.device)
+    width = -(-r // PANELS)
+    for slab in slabs:  # [t, r]
+        for start in range(0, r, width):
+            stop = min(r, start + width)
+            out[start:, start:stop].addmm_(slab[:, start:].T, slab[:, start:stop])
+    for start in range(0, r, width):
+        stop = min(r, start + width)
+        out[start:stop, stop:] = out[stop:, start:stop].T
     return out
 
 
@@ -90,47 +110,59 @@ class SolveReport:
     fell_back: bool
 
 
-def solve_working_bytes(r: int, report: SolveReport) -> int:
-    """Bytes damped_solve allocates inside for r x r: a M + b I in float64, plus its float32 copy and factor
-    (mixed) and/or the float64 factor (float64, or a mixed solve that fell back)."""
+def solve_working_bytes(r: int, report: SolveReport, consumed: bool = False) -> int:
+    """Bytes damped_solve allocates inside for r x r (besides X): a mixed solve's float32 system and factor; a float64
+    solve's factor and, unless it consumed M, its float64 system a M + b I."""
     size = r * r
     mixed = 2 * size * 4 if report.precision == "mixed" or report.fell_back else 0
-    float64 = size * 8 if report.precision == "float64" else 0
-    return size * 8 + mixed + float64
+    float64 = size * 8 * (1 if consumed else 2) if report.precision == "float64" else 0
+    return mixed + float64
 
 
 def damped_solve(matrix: Tensor, rhs: Tensor, a: float, b: float, feature: bool,
-                 precision: str = "float64") -> tuple[Tensor, SolveReport]:
+                 precision: str = "float64", consume: bool = False) -> tuple[Tensor, SolveReport]:
     """X = (a M + b I)^{-1} rhs [r, m] float64 for M = matrix [r, r] float64 (symmetric PSD), rhs [r, m] float64.
 
     feature: True when M = Phi^T Phi (sets the error gain, see the module docstring). precision: "float64" or
-    "mixed". GrassError unless a, b > 0 and precision is known.
+    "mixed". consume: M is not needed afterwards, so a float64 solve builds a M + b I in its memory (one [r, r]
+    float64 matrix less). GrassError unless a, b > 0 and precision is known.
     """
     if not (a > 0 and b > 0):
         raise GrassError(f"damped solve needs a > 0 and b > 0, got a={a}, b={b}")
     if precision not in PRECISIONS:
         raise GrassError(f"precision={precision!r}; choose one of {PRECISIONS}")
-    system = matrix * a
-    system.diagonal().add_(b)  # a M + b I [r, r] float64
     if precision == "mixed":
-        solved = _mixed_solve(system, rhs, a, b, feature)
+        solved = _mixed_solve(matrix, rhs, a, b, feature)
         if solved is not None:
             return solved
+    system = matrix.mul_(a) if consume else matrix * a
+    system.diagonal().add_(b)  # a M + b I [r, r] float64
     factor, info = torch.linalg.cholesky_ex(system)
+    del system
     if int(info) != 0:  # cannot happen in exact math (b > 0); rounding on a huge-norm M could still do it
         raise GrassError(f"a M + b I is not positive definite in float64 (a={a:g}, b={b:g}); raise the damping")
     return torch.cholesky_solve(rhs, factor), SolveReport("float64", 0, 0.0, precision == "mixed")
 
 
-def _mixed_solve(system: Tensor, rhs: Tensor, a: float, b: float, feature: bool):
+def _float32_system(matrix: Tensor, a: float, b: float) -> Tensor:
+    """a M + b I rounded to float32 [r, r], built by row blocks (no [r, r] float64 temporary)."""
+    out = torch.empty(matrix.shape, dtype=torch.float32, device=matrix.device)
+    rows = max(1, CHUNK_ELEMENTS // max(1, matrix.shape[1]) // 4)
+    for start in range(0, matrix.shape[0], rows):
+        out[start:start + rows] = matrix[start:start + rows] * a
+    out.diagonal().add_(b)
+    return out
+
+
+def _mixed_solve(matrix: Tensor, rhs: Tensor, a: float, b: float, feature: bool):
     """(X, report) by a float32 factor and float64 refinement, or None when the float32 path cannot meet REFINE_TOL."""
-    factor, info = torch.linalg.cholesky_ex(system.float())
-    if int(info) != 0:
+    factor, info = torch.linalg.cholesky_ex(_float32_system(matrix, a, b))
+    if int(info) != 0 or not torch.isfinite(factor).all():
         return None
     gain = 1.0 / (2.0 * math.sqrt(a * b)) if feature else 1.0 / b
     x = torch.cholesky_solve(rhs.float(), factor).double()
     for step in range(MAX_REFINE + 1):
-        applied = system @ x  # (a M + b I) X [r, m] float64
+        applied = (matrix @ x).mul_(a).add_(x, alpha=b)  # (a M + b I) X [r, m] float64
         residual = rhs - applied
         if feature:  # ||Phi X||_F^2 = trace(X^T M X) = (<X, (aM + bI) X> - b ||X||^2) / a: no extra product
             score_norm = math.sqrt(max(float((x * applied).sum() - b * (x * x).sum()) / a, 0.0))

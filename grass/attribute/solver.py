@@ -14,7 +14,9 @@ i.e. L = U [n, n], R = Q Phi^T U [m, n].
 
 Both are exact (no division by singular values), and a new (a, b) costs one diagonal rescale and a matmul.
 The eigendecomposition is also why SPEC 1.1's Cholesky retry never triggers here: with b > 0 every
-eigenvalue a e + b is positive, so there is nothing to fall back from.
+eigenvalue a e + b is positive, so there is nothing to fall back from. Once the queries are projected,
+`release()` drops the eigenbasis (only project_queries reads it). This is the float64 reference; for a few
+dampings one Cholesky factorization each is cheaper (grass.attribute.cholesky, chosen by grass.attribute.cost).
 """
 
 import torch

@@ -60,7 +60,7 @@ def test_mixed_solve_falls_back_to_float64_when_float32_cannot_factor():
     q = torch.randn(2, 20, generator=g, dtype=torch.float64)
     x, report = damped_solve(system_matrix(phi), right_hand_side(phi, q), 1.0, 1e-2, True, "mixed")
     assert report.fell_back and report.precision == "float64"
-    assert rel(phi @ x, direct(phi, q, 1.0, 1e-2)) <= 1e-5
+    assert rel(phi @ x, direct(phi, q, 1.0, 1e-2)) <= 1e-4  # cond ~1e11: the float64 reference is that close
 
 
 def test_damped_solve_refuses_bad_terms():
