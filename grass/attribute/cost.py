@@ -6,7 +6,7 @@ rescale; grass.attribute.cholesky: one factorization per damping). Per checkpoin
 
     eigh      M (2 n k r) + eigh(r) + projections (feature side 2 n k^2 + 2 m k^2; example side 2 m n k + 2 m n^2)
               + D * 2 n r m'              (the fit is kept: later requests pay only D * 2 n r m')
-    cholesky  M (2 n k r) + D * (factor(r) + solve 4 r^2 m' + scores 2 n k m')
+    cholesky  PANEL_GRAM * M (2 n k r) + D * (factor(r) + solve 4 r^2 m' + scores 2 n k m')
                                           (nothing kept: every request pays it all)
 
 in units of float64 matrix-multiply flops. A float64 Cholesky factorization of r costs CHOLESKY64 * r^3 of those
@@ -27,7 +27,8 @@ from grass.errors import GrassError
 CHOLESKY64 = 0.6  # float64 potrf of r: r^3 / 3 flops at about half the matmul rate
 CHOLESKY32 = 0.3  # float32 potrf: about half the float64 time
 EIGH = 8.0  # float64 syevd of r: ~13 float64 Cholesky factorizations on an idle machine (issue #16)
-REFINE_STEPS = 2  # typical refinement steps of a mixed solve (1-2 on the default features at every damping)
+REFINE_STEPS = 2  # typical refinement steps of a mixed solve (0-1 on the default features at every damping)
+PANEL_GRAM = 0.56  # grass.attribute.cholesky.system_matrix multiplies 36 of 64 panel pairs (PANELS = 8)
 
 SOLVERS = ("auto", "eigh", "cholesky")
 
@@ -77,7 +78,7 @@ def cholesky_cost(req: Request) -> float:
         factor = CHOLESKY64 * r ** 3
     scores = 2.0 * n * k * s if k <= n else 0.0
     rhs = 0.0 if k <= n else 2.0 * n * k * s
-    return 2.0 * n * k * r + rhs + req.dampings * (factor + 4.0 * r * r * s + scores)
+    return PANEL_GRAM * 2.0 * n * k * r + rhs + req.dampings * (factor + 4.0 * r * r * s + scores)
 
 
 def choose_solver(req: Request, solver: str = "auto", fitted: bool = False) -> str:
