@@ -217,7 +217,7 @@ class _SolverAttributor(Attributor):
         rhs = right_hand_side(train, _select(query, idx))  # [r, m'] float64
         feature = feature_side(*train.shape)
         precision = cholesky_precision(matrix.shape[0], rhs.shape[1])
-        out = {}
+        solutions = []  # f_c X(lambda) [r, m'] float64 per damping
         for i, lam in enumerate(dampings):
             a, b, factor = self._terms(c, lam)
             last = i == len(dampings) - 1  # M is not read again: a float64 solve may overwrite it
@@ -226,10 +226,13 @@ class _SolverAttributor(Attributor):
             if report.fell_back:
                 log.warning("checkpoint %d, damping %g: the float32 factor missed the %.0e score bound; solved in "
                             "float64", c, lam, REFINE_TOL)
-            out[lam] = to_scores(train, x).mul_(factor)
+            solutions.append(x.mul_(factor))
             extra = max(solve_working_bytes(matrix.shape[0], report, last), slab_bytes(*train.shape))
-            self._note(c, matrix, rhs, x, *out.values(), extra=extra)
-        return out
+            self._note(c, matrix, rhs, *solutions, extra=extra)
+        del matrix
+        scores = to_scores(train, torch.cat(solutions, dim=1))  # one pass over Phi for the whole grid [n, D m']
+        self._note(c, rhs, *solutions, scores)
+        return dict(zip(dampings, scores.split(rhs.shape[1], dim=1)))
 
     def _note(self, c: int, *tensors: Tensor, extra: int = 0) -> None:
         self.meter.working(*tensors, extra=extra)
