@@ -24,7 +24,7 @@ from grass.attribute.cholesky import (
     to_scores,
 )
 from grass.attribute.cost import Request, check_solver, cholesky_precision, choose_solver
-from grass.attribute.gram import absolute_terms, check_features, relative_terms, row_chunks
+from grass.attribute.gram import absolute_terms, check_features, relative_terms
 from grass.attribute.memory import MemoryMeter, storage_bytes
 from grass.attribute.solver import DampedSolver
 from grass.attribute.sources import FLAT_BLOCK, FeatureSource
@@ -135,7 +135,6 @@ class _SolverAttributor(Attributor):
         self._k: int | None = None
         self._features: list[tuple[Tensor, Tensor] | None] = []  # (Phi [n, k], Q [m, k]) until an eigh fit
         self._fits: list[tuple[DampedSolver, Tensor] | None] = []  # (solver, R [m, r] float32) once fitted
-        self._traces: list[float] = []  # trace(Phi_c^T Phi_c) per checkpoint (relative damping)
         self.solve_reports: list[SolveReport] = []
 
     def _store(self, train: Tensor, query: Tensor) -> None:
@@ -145,7 +144,6 @@ class _SolverAttributor(Attributor):
             raise GrassError(f"train features must be non-empty, got shape {tuple(train.shape)}")
         self._features.append((train, query))
         self._fits.append(None)
-        self._traces.append(float(sum(float(block.double().square().sum()) for block in row_chunks(train))))
         self._k = int(train.shape[1])
         self.checkpoint_peaks.append(self.meter.set_held(self._held()))
 
@@ -288,10 +286,15 @@ class InfluenceAttributor(_SolverAttributor):
 
     damping_kind = "relative"
 
+    def __init__(self, solver: str = "auto"):
+        super().__init__(solver)
+        self._traces: list[float] = []  # trace(Phi_c^T Phi_c) = ||Phi_c||_F^2 per checkpoint (relative damping)
+
     def _add(self, train, query, train_weight, num_params):
         if not train.any():  # checked before storing, so a rejected checkpoint leaves no partial state
             raise GrassError(f"checkpoint {self._count}: train features are all zero, relative damping is undefined")
         self._store(train, query)
+        self._traces.append(float(torch.linalg.vector_norm(train, dtype=torch.float64)) ** 2)
 
     def _terms(self, c, damping):
         return (*relative_terms(self._n, self._k, self._traces[c], damping), 1.0)
