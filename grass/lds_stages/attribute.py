@@ -3,6 +3,8 @@
 Flat compressors read whole-model per-example gradients (grass.lds_stages.attribute_flat); factorized ones
 read linear-layer captures and score block-diagonally, one block per layer (grass.lds_stages.attribute_linear).
 time/compress_s is the compression time over the train set, all checkpoints (kernel builds and loads excluded).
+The preconditioned solves run when scores are asked: time/damping_search_s holds the grid on the validation
+queries, time/score_s every query at the chosen damping; time/precondition_s only the adds (checks, references).
 """
 
 import logging
