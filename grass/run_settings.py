@@ -47,6 +47,9 @@ def result_settings(cfg) -> dict:
     for group, keys in NOT_RESULT_SUBKEYS.items():
         if isinstance(out.get(group), dict):
             out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    attributor = (out.get("tda") or {}).get("attributor")
+    if isinstance(attributor, dict):  # how the damped systems are solved, not what: scores agree to 1e-5, same folders
+        attributor.pop("solver", None)
     out["finetune"] = finetune_identity(out["finetune"])  # source=grass: as before; dattri: repo and revision
     if out.get("pipeline") != "store":
         out.pop("store", None)

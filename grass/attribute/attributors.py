@@ -1,19 +1,36 @@
 """Attributors: compressed train/query features of each checkpoint -> scores [n_train, n_query].
 
-Positive score = the train example helps the query (lowers its loss). Everything that does not depend on
-the damping (the eigendecomposition and the projected queries) is computed once in `add_checkpoint`, so
-a damping grid costs one diagonal rescale and one matmul per value and checkpoint.
+Positive score = the train example helps the query (lowers its loss). `add_checkpoint` keeps the features; the
+preconditioned methods solve when scores are asked, each request (`scores` at one damping, `scores_grid` over a
+grid, on all or some queries) by the solver grass.attribute.cost predicts cheaper: one eigendecomposition per
+checkpoint, kept (then any damping is a rescale), or one Cholesky factorization per damping (SPEC 1.1, 1.2).
 """
 
+import logging
 from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
 
-from grass.attribute.gram import absolute_terms, relative_terms
+from grass.attribute.cholesky import (
+    REFINE_TOL,
+    SolveReport,
+    damped_solve,
+    feature_side,
+    right_hand_side,
+    slab_bytes,
+    solve_working_bytes,
+    system_matrix,
+    to_scores,
+)
+from grass.attribute.cost import Request, check_solver, cholesky_precision, choose_solver
+from grass.attribute.gram import absolute_terms, check_features, relative_terms
+from grass.attribute.memory import MemoryMeter, storage_bytes
 from grass.attribute.solver import DampedSolver
 from grass.attribute.sources import FLAT_BLOCK, FeatureSource
 from grass.errors import GrassError
+
+log = logging.getLogger(__name__)
 
 
 class Attributor(ABC):
@@ -25,6 +42,8 @@ class Attributor(ABC):
         self._n: int | None = None
         self._m: int | None = None
         self._count = 0
+        self.meter = MemoryMeter()  # held / peak bytes (grass.attribute.memory)
+        self.checkpoint_peaks: list[int] = []  # bytes: held + the largest working set while solving checkpoint c
 
     @property
     def checkpoints(self) -> int:
@@ -67,8 +86,15 @@ class Attributor(ABC):
         return self._scores(damping, idx)
 
     def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
-        """{lambda: scores(lambda, query_idx)} over a damping grid (in memory each value is one rescale)."""
+        """{lambda: scores(lambda, query_idx)} over a damping grid."""
         return {float(lam): self.scores(lam, query_idx) for lam in dampings}
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most bytes this attributor has held plus worked in so far (grass.attribute.memory)."""
+        return self.meter.peak
+
+    last_solver: str | None = None  # the solver(s) of the last request ("eigh", "cholesky"; None: no solve)
 
     def _check_idx(self, query_idx) -> Tensor | None:
         if query_idx is None:
@@ -93,28 +119,122 @@ def _select(x: Tensor, idx: Tensor | None) -> Tensor:
 
 
 class _SolverAttributor(Attributor):
-    """Shared storage for the preconditioned methods: one solver and its projected queries per checkpoint."""
+    """The preconditioned methods: mean_c f_c * Phi_c (a_c Phi_c^T Phi_c + b_c I)^{-1} Q_c^T over checkpoints c.
 
-    def __init__(self):
+    add_checkpoint keeps references to the features (no work, no copy). Each request (scores, or scores_grid over
+    D dampings on m' queries) picks its solver per checkpoint with grass.attribute.cost: one eigendecomposition
+    (grass.attribute.solver: fitted once and kept as L = Phi V, R = Q V, V dropped, the features released), or one
+    Cholesky factorization per damping (grass.attribute.cholesky, float32 + refinement for few queries, nothing
+    kept). `solver` forces one ("eigh" is the float64 reference). The choice, the solve reports and the memory
+    (grass.attribute.memory) are recorded: `last_solver`, `solve_reports`, `meter`, `checkpoint_peaks`.
+    """
+
+    def __init__(self, solver: str = "auto"):
         super().__init__()
-        self._solvers: list[DampedSolver] = []
-        self._projected: list[Tensor] = []  # R_c [m, r_c] float32
+        self.solver = check_solver(solver)
+        self._k: int | None = None
+        self._features: list[tuple[Tensor, Tensor] | None] = []  # (Phi [n, k], Q [m, k]) until an eigh fit
+        self._fits: list[tuple[DampedSolver, Tensor] | None] = []  # (solver, R [m, r] float32) once fitted
+        self.solve_reports: list[SolveReport] = []
 
     def _store(self, train: Tensor, query: Tensor) -> None:
-        solver = DampedSolver(train)
-        self._projected.append(solver.project_queries(query))
-        solver.release_features()  # queries are projected; do not keep a reference to Phi [n, k] alive
-        self._solvers.append(solver)
+        check_features(train, "train features")
+        check_features(query, "query features")
+        if train.shape[0] == 0 or train.shape[1] == 0:
+            raise GrassError(f"train features must be non-empty, got shape {tuple(train.shape)}")
+        self._features.append((train, query))
+        self._fits.append(None)
+        self._k = int(train.shape[1])
+        self.checkpoint_peaks.append(self.meter.set_held(self._held()))
 
-    def _mean_solve(self, terms: list[tuple[float, float, float]], idx: Tensor | None) -> Tensor:
-        """mean_c f_c * Phi_c (a_c Phi_c^T Phi_c + b_c I)^{-1} phi_{z,c} [n, m'], terms[c] = (a_c, b_c, f_c)."""
-        total = None
-        for solver, projected, (a, b, factor) in zip(self._solvers, self._projected, terms):
-            part = solver.scores(_select(projected, idx), a, b)
-            if factor != 1.0:
-                part.mul_(factor)
-            total = part if total is None else total.add_(part)
-        return total / len(self._solvers)
+    def _held(self) -> list[Tensor]:
+        out = []
+        for features, fit in zip(self._features, self._fits):
+            out += list(features) if features is not None else fit[0].held() + [fit[1]]
+        return out + self._extra_held()
+
+    def _extra_held(self) -> list[Tensor]:
+        return []
+
+    def _terms(self, c: int, damping: float) -> tuple[float, float, float]:
+        """(a_c, b_c, f_c) of checkpoint c at this damping."""
+        raise NotImplementedError
+
+    def _finish(self, kernel: Tensor) -> Tensor:
+        """The mean over checkpoints [n, m'] -> the method's scores."""
+        return kernel
+
+    def _scores(self, damping, idx):
+        return self._grid([float(damping)], idx)[float(damping)]
+
+    def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
+        """{lambda: scores(lambda, query_idx)}: each checkpoint's work done once for the whole grid."""
+        values = [float(lam) for lam in dampings]
+        if self._count == 0:
+            raise GrassError("no checkpoint was added to the attributor")
+        bad = [lam for lam in values if not lam > 0]
+        if bad:
+            raise GrassError(f"{type(self).__name__} needs dampings > 0, got {bad}")
+        return self._grid(values, self._check_idx(query_idx)) if values else {}
+
+    def _grid(self, dampings: list[float], idx: Tensor | None) -> dict[float, Tensor]:
+        scored = self._m if idx is None else int(idx.numel())
+        request = Request(self._n, self._k, self._m, len(dampings), scored)
+        totals: dict[float, Tensor | None] = {lam: None for lam in dampings}
+        used = set()
+        for c in range(self._count):
+            method = choose_solver(request, self.solver, fitted=self._fits[c] is not None)
+            used.add(method)
+            parts = self._eigh_parts(c, dampings, idx) if method == "eigh" else self._cholesky_parts(c, dampings, idx)
+            for lam, part in parts.items():
+                totals[lam] = part if totals[lam] is None else totals[lam].add_(part)
+        self.last_solver = "+".join(sorted(used))
+        self.meter.set_held(self._held())
+        return {lam: self._finish(total / self._count) for lam, total in totals.items()}
+
+    def _eigh_parts(self, c: int, dampings: list[float], idx: Tensor | None) -> dict[float, Tensor]:
+        if self._fits[c] is None:
+            train, query = self._features[c]
+            solver = DampedSolver(train)
+            projected = solver.project_queries(query)
+            r = min(solver.n, solver.dim)  # beside the eigenbasis during the fit: the Gram matrix and syevd's 2 r^2
+            self._note(c, *solver.held(), projected, extra=3 * r * r * 8)  # float64 workspace
+            solver.release()  # the eigenbasis is read only by project_queries: drop it now
+            self._fits[c], self._features[c] = (solver, projected), None
+            self.meter.set_held(self._held())
+        solver, projected = self._fits[c]
+        out = {}
+        for lam in dampings:
+            a, b, factor = self._terms(c, lam)
+            out[lam] = solver.scores(_select(projected, idx), a, b).mul_(factor)
+        return out
+
+    def _cholesky_parts(self, c: int, dampings: list[float], idx: Tensor | None) -> dict[float, Tensor]:
+        train, query = self._features[c]
+        matrix = system_matrix(train)  # [r, r] float64, once for the grid
+        rhs = right_hand_side(train, _select(query, idx))  # [r, m'] float64
+        feature = feature_side(*train.shape)
+        precision = cholesky_precision(matrix.shape[0], rhs.shape[1])
+        solutions = []  # f_c X(lambda) [r, m'] float64 per damping
+        for i, lam in enumerate(dampings):
+            a, b, factor = self._terms(c, lam)
+            last = i == len(dampings) - 1  # M is not read again: a float64 solve may overwrite it
+            x, report = damped_solve(matrix, rhs, a, b, feature, precision, consume=last)
+            self.solve_reports.append(report)
+            if report.fell_back:
+                log.warning("checkpoint %d, damping %g: the float32 factor missed the %.0e score bound; solved in "
+                            "float64", c, lam, REFINE_TOL)
+            solutions.append(x.mul_(factor))
+            extra = max(solve_working_bytes(matrix.shape[0], report, last), slab_bytes(*train.shape))
+            self._note(c, matrix, rhs, *solutions, extra=extra)
+        del matrix
+        scores = to_scores(train, torch.cat(solutions, dim=1))  # one pass over Phi for the whole grid [n, D m']
+        self._note(c, rhs, *solutions, scores)
+        return dict(zip(dampings, scores.split(rhs.shape[1], dim=1)))
+
+    def _note(self, c: int, *tensors: Tensor, extra: int = 0) -> None:
+        self.meter.working(*tensors, extra=extra)
+        self.checkpoint_peaks[c] = max(self.checkpoint_peaks[c], self.meter.held + storage_bytes(tensors) + extra)
 
 
 class TRAKAttributor(_SolverAttributor):
@@ -126,8 +246,8 @@ class TRAKAttributor(_SolverAttributor):
 
     damping_kind = "absolute"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, solver: str = "auto"):
+        super().__init__(solver)
         self._num_params: list[int] = []  # p_c; s_c^2 = 1 / p_c
         self._weight_sum: Tensor | None = None  # sum_c Q_c [n] float64
 
@@ -143,12 +263,17 @@ class TRAKAttributor(_SolverAttributor):
         weight = train_weight.detach().double().cpu()
         self._weight_sum = weight if self._weight_sum is None else self._weight_sum + weight
 
-    def _scores(self, damping, idx):
+    def _extra_held(self):
+        return [] if self._weight_sum is None else [self._weight_sum]
+
+    def _terms(self, c, damping):
         # The 1/sqrt(p) feature scale s is folded into the solve instead of copying the features:
         # (s Phi) ((s Phi)^T (s Phi) + lambda I)^{-1} (s Q)^T = s^2 * Phi (s^2 Phi^T Phi + lambda I)^{-1} Q^T.
-        terms = [(*absolute_terms(p, damping), 1.0 / p) for p in self._num_params]
-        kernel = self._mean_solve(terms, idx)
-        weight = (self._weight_sum / self._count).float().to(kernel.device)
+        p = self._num_params[c]
+        return (*absolute_terms(p, damping), 1.0 / p)
+
+    def _finish(self, kernel):
+        weight = (self._weight_sum / (self._count)).float().to(kernel.device)
         return kernel * weight[:, None]
 
 
@@ -161,14 +286,18 @@ class InfluenceAttributor(_SolverAttributor):
 
     damping_kind = "relative"
 
+    def __init__(self, solver: str = "auto"):
+        super().__init__(solver)
+        self._traces: list[float] = []  # trace(Phi_c^T Phi_c) = ||Phi_c||_F^2 per checkpoint (relative damping)
+
     def _add(self, train, query, train_weight, num_params):
         if not train.any():  # checked before storing, so a rejected checkpoint leaves no partial state
             raise GrassError(f"checkpoint {self._count}: train features are all zero, relative damping is undefined")
         self._store(train, query)
+        self._traces.append(float(torch.linalg.vector_norm(train, dtype=torch.float64)) ** 2)
 
-    def _scores(self, damping, idx):
-        terms = [(*relative_terms(s.n, s.dim, s.trace, damping), 1.0) for s in self._solvers]
-        return self._mean_solve(terms, idx)
+    def _terms(self, c, damping):
+        return (*relative_terms(self._n, self._k, self._traces[c], damping), 1.0)
 
 
 class GradDotAttributor(Attributor):
@@ -185,6 +314,7 @@ class GradDotAttributor(Attributor):
             if not torch.isfinite(x).all():
                 raise GrassError(f"{what} features hold non-finite values")
         self._features.append((train.float(), query.float()))
+        self.checkpoint_peaks.append(self.meter.set_held(t for pair in self._features for t in pair))
 
     def _scores(self, damping, idx):
         total = None

@@ -62,5 +62,27 @@ class BlockwiseAttributor:
         return total
 
     def scores_grid(self, dampings, query_idx: Tensor | None = None) -> dict[float, Tensor]:
-        """{lambda: scores(lambda, query_idx)} over a damping grid (each value one rescale per block)."""
-        return {float(lam): self.scores(lam, query_idx) for lam in dampings}
+        """{lambda: scores(lambda, query_idx)} over a damping grid: each block answers the whole grid at once (one
+        Gram matrix per block and checkpoint for the Cholesky solver, one rescale per value for eigh)."""
+        if not self._blocks:
+            raise GrassError("no checkpoint was added to the attributor")
+        total: dict[float, Tensor] = {}
+        for block in self._blocks.values():
+            for lam, part in block.scores_grid(dampings, query_idx).items():
+                total[lam] = part if lam not in total else total[lam].add_(part)
+        return total
+
+    @property
+    def peak_bytes(self) -> int:
+        """The sum of the blocks' peaks (grass.attribute.memory; an upper bound: blocks are solved one at a time)."""
+        return sum(block.peak_bytes for block in self._blocks.values())
+
+    @property
+    def checkpoint_peaks(self) -> list[int]:
+        """Per checkpoint, the sum over blocks of each block's peak while solving it (bytes)."""
+        return [sum(peaks) for peaks in zip(*(block.checkpoint_peaks for block in self._blocks.values()))]
+
+    @property
+    def last_solver(self) -> str | None:
+        used = {block.last_solver for block in self._blocks.values() if getattr(block, "last_solver", None)}
+        return "+".join(sorted(used)) or None

@@ -66,8 +66,17 @@ def test_solver_rejects_bad_input():
         solver.scores(solver.project_queries(phi[:2]), 1.0, 0.0)
 
 
-def test_released_features_block_later_projection_when_k_exceeds_n():
-    solver = DampedSolver(torch.randn(4, 9))
-    solver.release_features()
+@pytest.mark.parametrize("n,k", [(12, 5), (4, 9)])
+def test_release_drops_the_eigenbasis_and_blocks_later_projection(n, k):
+    phi = torch.randn(n, k, generator=torch.Generator().manual_seed(1))
+    solver = DampedSolver(phi)
+    projected = solver.project_queries(phi[:3])
+    before = solver.scores(projected, 1.0, 0.5)
+    solver.release()
+    r = min(n, k)
+    # what is left: L [n, r] float32 and the eigenvalues [r]; no float64 basis, no reference to Phi
+    assert [tuple(t.shape) for t in solver.held()] == [(n, r), (r,)]
+    assert all(t.data_ptr() != phi.data_ptr() for t in solver.held())
+    torch.testing.assert_close(solver.scores(projected, 1.0, 0.5), before)
     with pytest.raises(GrassError, match="released"):
-        solver.project_queries(torch.randn(2, 9))
+        solver.project_queries(torch.randn(2, k))
