@@ -47,6 +47,8 @@ def result_settings(cfg) -> dict:
     for group, keys in NOT_RESULT_SUBKEYS.items():
         if isinstance(out.get(group), dict):
             out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    if "ensemble" in out["finetune"] and out["finetune"]["ensemble"] is None:  # auto, resolved by the model: the
+        del out["finetune"]["ensemble"]  # folders of before the key existed
     out["finetune"] = finetune_identity(out["finetune"])  # source=grass: as before; dattri: repo and revision
     if out.get("pipeline") != "store":
         out.pop("store", None)
