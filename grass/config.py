@@ -181,7 +181,9 @@ class HardwareConfig:
     grad_memory_gb: Optional[float] = None
     grad_memory_factor: float = 4.0  # copies of p floats per example: its gradient, the row, activations
     num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
-    train_threads: Optional[int] = 1  # torch threads while the ensemble trains small models; null: as num_threads
+    # torch threads for small-matrix work: the ensemble's training steps and layer-wise per-example gradients (1 was
+    # 2-3x less CPU than 2 on the loaded 2-core box, README); null: as num_threads. BLAS-heavy solves: num_threads
+    small_matrix_threads: Optional[int] = 1
     capture_batch_size: int = 8  # examples per linear-capture batch (an LM's lm_head delta is [B, T, vocab])
 
 

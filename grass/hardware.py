@@ -61,8 +61,9 @@ def check_training_hardware(hw) -> None:
 def torch_threads(n: int | None):
     """torch's intra-op thread count set to n for the block and restored after (None: left as it is).
 
-    Small-matrix work (the ensemble's training steps: hardware.train_threads, default 1) runs faster on one thread
-    per process on this project's 2-core machine; BLAS-heavy solves keep hardware.num_threads (null: all cores)."""
+    Small-matrix work (the ensemble's training steps, layer-wise per-example gradients: hardware.small_matrix_threads,
+    default 1) costs less on one thread per process on this project's loaded 2-core machine; BLAS-heavy solves keep
+    hardware.num_threads (null: torch's default, all cores)."""
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))

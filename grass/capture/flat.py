@@ -236,7 +236,11 @@ def _layerwise_grads(model: nn.Module, params: dict[str, torch.Tensor], target: 
                     d = delta[module]
                     if attr == "weight":
                         a = seen[module][0].reshape(c, -1, module.in_features)  # [c, T, I]
-                        rows[:, col:col + t.numel()] = torch.einsum("bto,bti->boi", d, a).reshape(c, -1)
+                        view = rows[:, col:col + t.numel()].view(c, *t.shape)
+                        if d.shape[1] == 1 and d.dtype == view.dtype and d.device == view.device:
+                            torch.mul(d[:, 0, :, None], a[:, 0, None, :], out=view)  # one pass, no temporary
+                        else:
+                            view.copy_(torch.einsum("bto,bti->boi", d, a))
                     else:
                         rows[:, col:col + t.numel()] = d.sum(dim=1)
                     col += t.numel()

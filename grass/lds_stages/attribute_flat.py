@@ -16,8 +16,17 @@ import torch
 from tqdm.auto import tqdm
 
 from grass.attribute.sources import InMemoryFeatures
-from grass.capture.flat import describe_grad_path, grad_path, grad_sizes, iter_flat_grads, num_params, trak_weights
+from grass.capture.flat import (
+    LAYERWISE,
+    describe_grad_path,
+    grad_path,
+    grad_sizes,
+    iter_flat_grads,
+    num_params,
+    trak_weights,
+)
 from grass.compress.factory import build_compressor
+from grass.hardware import torch_threads
 from grass.model_files import checkpoint_path
 from grass.run_compressors import compressor_node
 from grass.run_context import RunContext
@@ -45,8 +54,10 @@ def flat_features(ctx: RunContext, model, compressor, side: str, rows: torch.Ten
     """Compressed per-example gradients [N, k] of one model, timing gradients and compression apart."""
     out = []
     grads = flat_rows(ctx, model, side, rows, progress=f"{side} gradients")
+    # layer-wise gradients are small matrices: hardware.small_matrix_threads; compression keeps the process's threads
+    threads = ctx.cfg.hardware.get("small_matrix_threads") if grad_path(model) == LAYERWISE else None
     while True:
-        with ctx.timed("time/grad_s"):
+        with ctx.timed("time/grad_s"), torch_threads(threads):
             item = next(grads, None)
         if item is None:
             break

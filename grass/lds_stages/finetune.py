@@ -108,7 +108,7 @@ def _train_together(ctx: RunContext, todo: list, bar) -> list[str]:
         for count in sorted({int(job[3].sum()) for job in mine}):
             group = [job for job in mine if int(job[3].sum()) == count]
             log.info("finetune: %d models on %d rows each, trained together (ensemble, %s torch threads)",
-                     len(group), count, ctx.cfg.hardware.get("train_threads") or torch.get_num_threads())
+                     len(group), count, ctx.cfg.hardware.get("small_matrix_threads") or torch.get_num_threads())
             outcomes += _train_group(ctx, group)
             bar.update(len(group))
     if busy:
