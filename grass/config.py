@@ -82,6 +82,9 @@ class FinetuneConfig:
     momentum: float = 0.9  # sgd only
     schedule: Schedule = Schedule.constant  # linear: decay to 0
     progress_bar: bool = False  # Lightning's per-model bar; an outer bar counts models
+    # true: train the models many at once (stacked parameters, torch.func vmap; linear-stack classifiers only) |
+    # false: one Lightning Trainer per model | null (auto): true where it can (grass/tasks/ensemble_fit.py)
+    ensemble: Optional[bool] = None
 
 
 @dataclass
@@ -178,6 +181,9 @@ class HardwareConfig:
     grad_memory_gb: Optional[float] = None
     grad_memory_factor: float = 4.0  # copies of p floats per example: its gradient, the row, activations
     num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
+    # torch threads for small-matrix work: the ensemble's training steps and layer-wise per-example gradients (1 was
+    # 2-3x less CPU than 2 on the loaded 2-core box, README); null: as num_threads. BLAS-heavy solves: num_threads
+    small_matrix_threads: Optional[int] = 1
     capture_batch_size: int = 8  # examples per linear-capture batch (an LM's lm_head delta is [B, T, vocab])
 
 

@@ -1,4 +1,6 @@
-"""What the hardware group changes about training itself (not where it runs): the effective recipe."""
+"""What the hardware group changes about training itself (not where it runs): the effective recipe; thread counts."""
+
+from contextlib import contextmanager
 
 import torch
 
@@ -53,3 +55,19 @@ def check_training_hardware(hw) -> None:
                          f"hardware.strategy={' or '.join(IN_PROCESS_DDP[:2])}, not {hw.strategy!r}: Lightning's "
                          f"'{hw.strategy}' would start {size - 1} more copies of run.py, each running the whole "
                          f"pipeline; use hardware=ddp (ddp_fork on CPU; strategy=ddp_spawn on GPUs)")
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to n for the block and restored after (None: left as it is).
+
+    Small-matrix work (the ensemble's training steps, layer-wise per-example gradients: hardware.small_matrix_threads,
+    default 1) costs less on one thread per process on this project's loaded 2-core machine; BLAS-heavy solves keep
+    hardware.num_threads (null: torch's default, all cores)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ from grass.dattri_bench import settings as dattri
 from grass.fingerprint import fingerprint, normalize
 from grass.hardware import training_recipe
 from grass.tasks import Task
+from grass.tasks.ensemble_fit import ENSEMBLE_TRAINER, uses_ensemble
 from grass.track import Tracker
 
 
@@ -43,11 +44,14 @@ class RunContext:
         cfg = self.cfg
         if dattri.uses_dattri(cfg):
             return dattri.models_settings(cfg)
-        finetune = dattri.finetune_identity({k: v for k, v in cfg.finetune.items() if k != "progress_bar"})
+        finetune = dattri.finetune_identity({k: v for k, v in cfg.finetune.items()
+                                             if k not in ("progress_bar", "ensemble")})
+        # models trained together (grass.tasks.ensemble_fit) are keyed apart; one-Trainer-per-model keys unchanged
+        trainer = {"trainer": ENSEMBLE_TRAINER} if uses_ensemble(cfg, self.task) else {}
         # task extras (an LM's base pretraining) join only when present
         return normalize({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
                           "recipe": training_recipe(cfg.hardware), "subset_fraction": cfg.lds.subset_fraction,
-                          "seed": cfg.seed, **self.task.fingerprint_extra()})
+                          "seed": cfg.seed, **trainer, **self.task.fingerprint_extra()})
 
     def models_dir(self) -> Path:
         cfg = self.cfg

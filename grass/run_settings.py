@@ -50,6 +50,8 @@ def result_settings(cfg) -> dict:
     attributor = (out.get("tda") or {}).get("attributor")
     if isinstance(attributor, dict):  # how the damped systems are solved, not what: scores agree to 1e-5, same folders
         attributor.pop("solver", None)
+    if "ensemble" in out["finetune"] and out["finetune"]["ensemble"] is None:  # auto, resolved by the model: the
+        del out["finetune"]["ensemble"]  # folders of before the key existed
     out["finetune"] = finetune_identity(out["finetune"])  # source=grass: as before; dattri: repo and revision
     if out.get("pipeline") != "store":
         out.pop("store", None)

@@ -67,6 +67,10 @@ def validate_config(cfg: DictConfig, stages: list[str]) -> None:
 
 def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
     """Checks that need the loaded data's sizes or the model's parameter shapes (task.skeleton())."""
+    if cfg.finetune.get("ensemble") is True:  # for models the ensemble cannot train: an error now
+        from grass.tasks.ensemble_fit import uses_ensemble
+
+        uses_ensemble(cfg, task)
     if cfg.pipeline == "lds" and set(SPLIT_STAGES) & set(stages):
         check_query_count(cfg, task.n_query, f"dataset {cfg.dataset.name} has {task.n_query} query examples, which")
     if cfg.pipeline == "store" and cfg.store.prompts_dir and {"cache", "attribute"} & set(stages):

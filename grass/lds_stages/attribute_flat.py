@@ -1,31 +1,50 @@
 """Features for whole-model (flat) compressors: per-example gradients of each checkpoint, compressed.
 
 Any task: the gradient is of the task's own target (Task.target(tda.target), grass.targets) over the task's
-batches, by torch.func over every trainable parameter (grass.capture.flat), chunked under
-hardware.grad_memory_gb. TRAK's weights Q = 1 - p come from the same target (Target.trak_weight).
+batches, by torch.func over every trainable parameter, or as Linear outer products for a linear stack
+(grass.capture.flat; the path is logged and in metrics as grad/path), chunked under hardware.grad_memory_gb.
+TRAK's weights Q = 1 - p come from the same target (Target.trak_weight).
 Compression time is measured on its own (time/compress_{train,query}_s), apart from gradient time, as the
 paper compares methods.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from tqdm.auto import tqdm
 
 from grass.attribute.sources import InMemoryFeatures
-from grass.capture.flat import grad_sizes, iter_flat_grads, num_params, trak_weights
+from grass.capture.flat import (
+    LAYERWISE,
+    describe_grad_path,
+    grad_path,
+    grad_sizes,
+    iter_flat_grads,
+    num_params,
+    trak_weights,
+)
 from grass.compress.factory import build_compressor
+from grass.hardware import torch_threads
 from grass.model_files import checkpoint_path
 from grass.run_compressors import compressor_node
 from grass.run_context import RunContext
 from grass.seeding import derive_seed
 from grass.validate import check_proj_dim
 
+log = logging.getLogger(__name__)
+_SAID: set[str] = set()
+
 
 def flat_rows(ctx: RunContext, model, side: str, rows: torch.Tensor | None = None, progress: str | bool = False):
     """Yield (start, [b, p]) per-example gradients of the task's target over the `side` examples (or `rows`)."""
     cfg = ctx.cfg
     batch, chunk = grad_sizes(cfg.hardware, num_params(model))
+    said = describe_grad_path(model)
+    if said not in _SAID:  # once per process and kind of model, not per checkpoint and side
+        _SAID.add(said)
+        log.info("flat gradients: %s", said)
     n = len(rows) if rows is not None else (ctx.task.n_train if side == "train" else ctx.task.n_query)
     return iter_flat_grads(model, ctx.task.target(cfg.tda.target), ctx.task.batches(side, batch, ctx.device, rows),
                            chunk_size=chunk, progress=progress, total=-(-n // batch))
@@ -35,8 +54,10 @@ def flat_features(ctx: RunContext, model, compressor, side: str, rows: torch.Ten
     """Compressed per-example gradients [N, k] of one model, timing gradients and compression apart."""
     out = []
     grads = flat_rows(ctx, model, side, rows, progress=f"{side} gradients")
+    # layer-wise gradients are small matrices: hardware.small_matrix_threads; compression keeps the process's threads
+    threads = ctx.cfg.hardware.get("small_matrix_threads") if grad_path(model) == LAYERWISE else None
     while True:
-        with ctx.timed("time/grad_s"):
+        with ctx.timed("time/grad_s"), torch_threads(threads):
             item = next(grads, None)
         if item is None:
             break
@@ -60,6 +81,7 @@ def add_flat_checkpoints(ctx: RunContext, attributor) -> None:
     for c in tqdm(range(cfg.tda.num_checkpoints), desc="checkpoints", unit="ckpt"):
         model = ctx.task.load(ctx, checkpoint_path(ctx.models_dir(), c)).to(ctx.device)
         check_proj_dim(cfg, model)  # a pretrained model's p is known only now
+        ctx.metrics["grad/path"] = grad_path(model)
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
         compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])

@@ -8,6 +8,7 @@ from its base) is the task's business.
 """
 
 import logging
+from contextlib import ExitStack
 
 import torch
 from filelock import Timeout
@@ -19,6 +20,7 @@ from grass.hardware import world_size
 from grass.model_files import checkpoint_path, subset_masks, subset_model_path
 from grass.run_context import RunContext
 from grass.seeding import derive_seed
+from grass.tasks.ensemble_fit import uses_ensemble
 
 log = logging.getLogger(__name__)
 HINT = "run stage=finetune (or stage=all) to train it again"
@@ -44,10 +46,15 @@ def run_finetune(ctx: RunContext) -> None:
                  "world size is part of the models' key)", world_size(ctx.cfg.hardware),
                  ctx.cfg.finetune.batch_size, world_size(ctx.cfg.hardware) * ctx.cfg.finetune.batch_size)
     outcomes = []
+    together = uses_ensemble(ctx.cfg, ctx.task)
+    ctx.metrics["finetune/trainer"] = "ensemble" if together else "lightning_per_model"
     with ctx.timed("time/finetune_s"):
         if todo:
             ctx.task.prepare(ctx)
         with tqdm(total=len(todo), desc="finetune models", unit="model", disable=not todo) as bar:
+            if together and todo:
+                outcomes = _train_together(ctx, todo, bar)
+                todo = []
             # first pass: the models no other run holds; second pass: wait for the others' and reuse them
             for timeout in (0, -1):
                 busy = []
@@ -70,9 +77,51 @@ def _train_locked(ctx: RunContext, job, timeout: float) -> str:
         with artifact_lock(path, timeout=timeout):
             if artifact_ready(path):
                 return "reused"
-            seed = derive_seed(ctx.cfg.seed, "train", kind, index)
-            save_artifact(ctx.task.train_one(ctx, seed, mask).state_dict(), path, ctx.models_settings(),
+            save_artifact(ctx.task.train_one(ctx, _seed(ctx, job), mask).state_dict(), path, ctx.models_settings(),
                           kind=f"{kind} model")
             return "trained"
     except Timeout:
         return "busy"
+
+
+def _seed(ctx: RunContext, job) -> int:
+    return derive_seed(ctx.cfg.seed, "train", job[1], job[2])
+
+
+def _train_together(ctx: RunContext, todo: list, bar) -> list[str]:
+    """The ensemble path: lock every model no other run holds, train them in groups of equal row count (one
+    task.train_many each), save each model; then wait for the others' models and train any still missing."""
+    outcomes, busy = [], []
+    with ExitStack() as held:
+        mine = []
+        for job in todo:
+            try:
+                held.enter_context(artifact_lock(job[0], timeout=0))
+            except Timeout:
+                busy.append(job)
+                continue
+            if artifact_ready(job[0]):
+                outcomes.append("reused")
+                bar.update()
+            else:
+                mine.append(job)
+        for count in sorted({int(job[3].sum()) for job in mine}):
+            group = [job for job in mine if int(job[3].sum()) == count]
+            log.info("finetune: %d models on %d rows each, trained together (ensemble, %s torch threads)",
+                     len(group), count, ctx.cfg.hardware.get("small_matrix_threads") or torch.get_num_threads())
+            outcomes += _train_group(ctx, group)
+            bar.update(len(group))
+    if busy:
+        log.info("finetune: %d models are being trained by another run; waiting for them", len(busy))
+    for job in busy:
+        with artifact_lock(job[0]):
+            outcomes += ["reused"] if artifact_ready(job[0]) else _train_group(ctx, [job])
+        bar.update()
+    return outcomes
+
+
+def _train_group(ctx: RunContext, group: list) -> list[str]:
+    models = ctx.task.train_many(ctx, [_seed(ctx, job) for job in group], [job[3] for job in group])
+    for (path, kind, _, _), model in zip(group, models):
+        save_artifact(model.state_dict(), path, ctx.models_settings(), kind=f"{kind} model")
+    return ["trained"] * len(group)

@@ -30,15 +30,22 @@ class ClassifierModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = self.model.parameters()
-        if self.optimizer_name == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        elif self.optimizer_name == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        else:
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.schedule == "constant":
-            return opt
-        total = self.trainer.estimated_stepping_batches
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / max(1, total)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return make_optimizers(self, self.model.parameters())
+
+
+def make_optimizers(module: L.LightningModule, params):
+    """configure_optimizers' answer for `params` under the module's optimizer settings (lr, optimizer_name,
+    weight_decay, momentum, schedule): the optimizer, plus a per-step linear decay to 0 for schedule=linear.
+    Every optimizer here is elementwise per parameter, so on stacked parameters [M, ...] (the ensemble) it is M
+    independent optimizers."""
+    if module.optimizer_name == "sgd":
+        opt = torch.optim.SGD(params, lr=module.lr, momentum=module.momentum, weight_decay=module.weight_decay)
+    elif module.optimizer_name == "adamw":
+        opt = torch.optim.AdamW(params, lr=module.lr, weight_decay=module.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=module.lr, weight_decay=module.weight_decay)
+    if module.schedule == "constant":
+        return opt
+    total = module.trainer.estimated_stepping_batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / max(1, total)))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

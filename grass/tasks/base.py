@@ -50,6 +50,16 @@ class Task(ABC):
     def train_one(self, ctx, seed: int, rows: torch.Tensor) -> nn.Module:
         """A model trained on the train rows selected by `rows` (bool [n_train]), on the CPU, in eval mode."""
 
+    def ensemble_refusal(self) -> str | None:
+        """Why `train_many` cannot train this task's models together (grass.tasks.ensemble_fit), or None when it
+        can. Default: it cannot (tasks opt in)."""
+        return f"{type(self).__name__} trains one model per Lightning Trainer"
+
+    def train_many(self, ctx, seeds: list[int], rows: list[torch.Tensor]) -> list[nn.Module]:
+        """Models trained together, one per (seed, bool [n_train] mask), each as train_one would train it up to
+        floating-point order; only where ensemble_refusal() is None. Masks of one call select equally many rows."""
+        raise NotImplementedError(self.ensemble_refusal())
+
     @abstractmethod
     def load(self, ctx, path: Path) -> nn.Module:
         """A trained model from its state-dict file, in eval mode."""

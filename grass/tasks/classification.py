@@ -12,7 +12,9 @@ from grass.data.classification import ClassificationData
 from grass.errors import GrassError
 from grass.models.build import build_classifier, load_classifier
 from grass.models.classifier_module import ClassifierModule
+from grass.models.linear_stack import why_not_linear_stack
 from grass.tasks.base import Task, fit_on_rows
+from grass.tasks.ensemble_fit import fit_ensemble
 
 
 class ClassificationTask(Task):
@@ -29,6 +31,14 @@ class ClassificationTask(Task):
                                                           weight_decay=ft.weight_decay, momentum=ft.momentum,
                                                           schedule=ft.schedule),
                            self.data.x_train[rows], self.data.y_train[rows])
+
+    def ensemble_refusal(self) -> str | None:
+        reason = why_not_linear_stack(self.skeleton())
+        return None if reason is None else f"model {self.cfg.model.name}: {reason}"
+
+    def train_many(self, ctx, seeds: list[int], rows: list[torch.Tensor]) -> list[nn.Module]:
+        return fit_ensemble(ctx, seeds, rows, lambda: build_classifier(self.cfg.model, self.data),
+                            self.data.x_train, self.data.y_train)
 
     def load(self, ctx, path: Path) -> nn.Module:
         return load_classifier(self.cfg.model, self.data, path, ctx.models_settings())

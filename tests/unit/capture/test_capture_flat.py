@@ -1,7 +1,8 @@
 """capture.flat: torch.func per-example gradients of a task's target vs a one-example-at-a-time autograd loop.
 
-Classifier MLP (dropout), a conv net with BatchNorm and dropout (eval mode: running statistics, dropout off),
-and a tiny GPT-2 under the LM block margin (padding included); chunking under a memory budget.
+Classifier MLP (dropout; the layer-wise outer-product path, also checked against the torch.func path), a conv
+net with BatchNorm and dropout (eval mode: running statistics, dropout off), and a tiny GPT-2 under the LM block
+margin (padding included); chunking under a memory budget.
 """
 
 import pytest
@@ -9,8 +10,12 @@ import torch
 from torch import nn
 
 from grass.capture.flat import (
+    LAYERWISE,
+    TORCH_FUNC,
     chunk_for_budget,
+    describe_grad_path,
     flat_grads,
+    grad_path,
     grad_sizes,
     iter_flat_grads,
     num_params,
@@ -217,3 +222,34 @@ def test_budgeted_chunks_give_the_same_gradients():
     assert chunk == 2
     torch.testing.assert_close(flat_grads(model, target, (x, y), chunk_size=chunk),
                                flat_grads(model, target, (x, y), chunk_size=9), atol=1e-6, rtol=1e-6)
+
+
+def _positions_mlp(seed: int = 0) -> nn.Module:
+    """A linear stack whose first Linear sees 4 positions per example: [B, 4, 5] -> [B, 3]."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 6), nn.GELU(), nn.Dropout(0.2), nn.Flatten(), nn.Linear(24, 3))
+
+
+@pytest.mark.parametrize("make", [_mlp, _positions_mlp])
+@pytest.mark.parametrize("kind", ["loss", "margin"])
+def test_layerwise_equals_torch_func(make, kind):
+    model, (x, y) = make(), _data(n=9)
+    model.train()  # both paths run in eval mode whatever the caller's mode
+    target = ClassifierTarget(kind)
+    assert grad_path(model) == LAYERWISE and "layer-wise" in describe_grad_path(model)
+    fast = flat_grads(model, target, (x, y), chunk_size=4, path=LAYERWISE)
+    ref = flat_grads(model, target, (x, y), chunk_size=4, path=TORCH_FUNC)
+    assert fast.shape == ref.shape == (9, num_params(model)) and fast.dtype == torch.float32
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(flat_grads(model, target, (x, y)), fast)  # auto picks the layer-wise path
+    assert all(m.training for m in model.modules())
+
+
+def test_layerwise_only_where_the_model_allows_it():
+    conv = _convnet()
+    assert grad_path(conv) == TORCH_FUNC and "torch.func" in describe_grad_path(conv)
+    x, y = _data(n=2, shape=(2, 6, 6))
+    with pytest.raises(GrassError, match="not a linear stack"):
+        flat_grads(conv, ClassifierTarget("margin"), (x, y), path=LAYERWISE)
+    with pytest.raises(GrassError, match="choose"):
+        flat_grads(_mlp(), ClassifierTarget("margin"), _data(n=2), path="fast")
