@@ -43,6 +43,7 @@ from pathlib import Path
 
 import benchlib
 import torch
+from llama_folder import save_llama
 
 QUICK = benchlib.QUICK
 REPO = Path(__file__).resolve().parents[1]
@@ -58,22 +59,10 @@ ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1
 
 
 def make_model(folder: Path) -> Path:
-    """A seeded random Llama with GPT-2's BPE saved as a Hugging Face folder (or GRASS_BENCH_BERGSON_MODEL)."""
+    """The random Llama (bench/llama_folder.py), or the folder GRASS_BENCH_BERGSON_MODEL names."""
     if os.environ.get("GRASS_BENCH_BERGSON_MODEL"):
         return Path(os.environ["GRASS_BENCH_BERGSON_MODEL"])
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from grass.data.tokenizer import gpt2_tokenizer
-
-    tok = gpt2_tokenizer(None)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=WIDTH, intermediate_size=WIDTH * 8 // 3,
-                         num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=max(256, BLOCK), bos_token_id=tok.eos_token_id,
-                         eos_token_id=tok.eos_token_id)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_llama(folder, LAYERS, WIDTH, max_positions=max(256, BLOCK))
 
 
 def blocks(model_dir: Path) -> torch.Tensor:
