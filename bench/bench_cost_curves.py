@@ -51,8 +51,8 @@ QUERIES = 50 if QUICK else 100
 N_GRID, N_K = ((500, 1000, 2000, 4000), 256) if QUICK else ((1000, 3000, 10_000, 30_000, 100_000), 2048)
 K_GRID, K_N = ((128, 256, 512, 1024), 1000) if QUICK else ((1024, 2048, 4096, 8192, 16_384), 4500)
 REPEATS = int(benchlib.env_float("GRASS_BENCH_CURVE_REPEATS", 3 if QUICK else 1))  # fastest of these calls per point
-BLOCKS_GRID = (16, 32, 64) if QUICK else (64, 128, 256, 512)
-BLOCK, LAYERS, WIDTH, STORE_QUERIES = (32, 2, 64, 8) if QUICK else (64, 4, 256, 16)
+BLOCKS_GRID = (16, 32, 64) if QUICK else (32, 64, 128, 256)
+BLOCK, LAYERS, WIDTH, STORE_QUERIES = (32, 2, 64, 8) if QUICK else (64, 2, 128, 16)
 CORPUS = Path(os.environ.get("GRASS_BENCH_CORPUS", REPO / "data_cache" / "janeausten"))
 ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "TQDM_DISABLE": "1"}
@@ -234,7 +234,7 @@ def markdown(result: dict) -> str:
                      for s, g in store["growth"].items())
     lines += [f"pipeline=store throughput vs train blocks (time growth per stage: {fits})", "",
               "| blocks | " + " | ".join(f"{s} {u}/s" for s, u in STORE_UNITS.items()) + " |",
-        "|---|" + "---|" * len(STORE_UNITS)]
+              "|---|" + "---|" * len(STORE_UNITS)]
     for p in store["points"]:
         vals = [p["stages"].get(s, {}).get("per_s") for s in STORE_UNITS]
         lines.append(f"| {p['blocks']} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in vals) + " |")
