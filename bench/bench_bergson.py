@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -113,8 +114,10 @@ def run_bergson(model_dir: Path, data: Path, scratch: Path) -> dict:
         return {"not_run": (proc.stdout + proc.stderr)[-1500:]}
     out = json.loads(lines[-1])
     tokens = BLOCKS * BLOCK
+    tracked = re.search(r"Tracking (\d+) modules", proc.stdout + proc.stderr)  # bergson's collector logs it
     return {"seconds": out["seconds"], "tokens": tokens, "tokens_per_s": tokens / out["seconds"],
-            "batches": out["batches"], "versions": {"bergson": out["bergson"], "torch": out["torch"]}}
+            "batches": out["batches"], "modules": int(tracked.group(1)) if tracked else None,
+            "versions": {"bergson": out["bergson"], "torch": out["torch"]}}
 
 
 def run_dattri(method: str, model_dir: Path, ids: torch.Tensor) -> dict:
