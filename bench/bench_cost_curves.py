@@ -197,7 +197,7 @@ def plot(result: dict, out: Path) -> Path | None:
             ys = [p["stages"].get(s, {}).get("per_s") for p in store["points"]]
             if all(ys):
                 ax.loglog(xs, ys, "o-", label=f"{s} {unit}/s ({store['growth'][s]['growth']} time)")
-        ax.set(xlabel="train blocks", title=f"pipeline=store throughput ({store['model']})")
+        ax.set(xlabel=f"train blocks of {store['block']} tokens ({store['model']})", title="pipeline=store throughput")
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "staged pipeline not run", ha="center")
