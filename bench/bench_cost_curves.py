@@ -61,14 +61,17 @@ STORE_UNITS = {"cache": "tokens", "precondition": "rows", "ifvp": "rows", "attri
 
 
 def growth(sizes, seconds) -> dict:
-    """{"slope": d log t / d log size (least squares), "growth": its name}; None slope under two valid points."""
+    """{"slope": d log t / d log size (least squares), "growth": its name, "segment_slopes": the slope between
+    neighbouring points (a solver that switches sides, e.g. the n x n dual once k > n, shows up there)}; a None
+    slope under two valid points."""
     pts = [(math.log(x), math.log(t)) for x, t in zip(sizes, seconds) if t and t > 0]
     if len(pts) < 2:
         return {"slope": None, "growth": "not fitted (fewer than 2 points)"}
     mx, my = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
     slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
     name = "flat" if slope < 0.5 else "linear" if slope < 1.5 else "quadratic" if slope < 2.5 else "cubic"
-    return {"slope": slope, "growth": name}
+    local = [(y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in zip(pts, pts[1:])]  # where the growth changes
+    return {"slope": slope, "growth": name, "segment_slopes": local}
 
 
 def _status_kb(field: str) -> int | None:
@@ -187,6 +190,8 @@ def plot(result: dict, out: Path) -> Path | None:
             ax.loglog(xs, [v / 1024 for v in mem], "s--", label=f"peak memory (GB), {curve['memory']['growth']} "
                       f"(slope {curve['memory']['slope']:.2f})")
         fixed = f"k={curve['k']}" if key == "vs_n" else f"n={curve['n']}"
+        if key == "vs_k" and min(xs) <= curve["n"] <= max(xs):
+            ax.axvline(curve["n"], color="grey", ls=":", label="k = n (beyond: the n x n example side)")
         ax.set(xlabel=label, title=f"attribute ({att['tda']}, {fixed}, m={att['m']})")
         ax.legend(fontsize=8)
     store = result["store"]
@@ -216,8 +221,10 @@ def markdown(result: dict) -> str:
     for key, var in (("vs_n", "n"), ("vs_k", "k")):
         c = att[key]
         fixed = f"k={c['k']}" if key == "vs_n" else f"n={c['n']}"
+        segments = ", ".join(f"{x:.2f}" for x in c["time"].get("segment_slopes", []))
         lines += [f"attribute ({att['tda']}) vs {var} at {fixed}, m={att['m']}: time {c['time']['growth']} "
-                  f"(slope {c['time']['slope']:.2f}), peak memory {c['memory']['growth']} "
+                  f"(slope {c['time']['slope']:.2f}; between neighbouring points {segments}), peak memory "
+                  f"{c['memory']['growth']} "
                   f"(slope {c['memory']['slope'] if c['memory']['slope'] is None else round(c['memory']['slope'], 2)})",
                   "", f"| {var} | s | precondition s | damping grid s | scores s | peak MB | features MB |",
                   "|---|---|---|---|---|---|---|"]

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 
 def _slope(fit: dict) -> str:
-    return fit["growth"] + ("" if fit.get("slope") is None else f" (log-log slope {fit['slope']:.2f})")
+    if fit.get("slope") is None:
+        return fit["growth"]
+    segments = ", ".join(f"{x:.2f}" for x in fit.get("segment_slopes", []))
+    return f"{fit['growth']} (log-log slope {fit['slope']:.2f}; between neighbouring points {segments})"
 
 
 def section_end_to_end(data: dict) -> list[str]:
