@@ -10,7 +10,7 @@ cost_curves.json and cost_curves.png (bench/results/, or the quick temp folder).
    scores at the chosen damping for all queries. The validation objective is a stand-in (the mean score; the
    LDS needs ground truth and costs the same on any features), so the chosen damping is arbitrary but the work
    is the stage's. Time: after one untimed warm-up call, the fastest of GRASS_BENCH_CURVE_REPEATS calls per
-   point (quick 3, full 1; wall and process CPU). Peak memory: the rise of this process's
+   point (default 1; wall and process CPU). Peak memory: the rise of this process's
    peak resident set above its size before the call, with the kernel's peak counter reset first
    (/proc/self/clear_refs = 5; Linux only, recorded as null elsewhere).
    Full: n in 1k..100k at k=2048, k in 1k..16k at n=4500 (the default MNIST run's n); m = 100 queries.
@@ -50,7 +50,7 @@ TDA = os.environ.get("GRASS_BENCH_TDA", "trak")
 QUERIES = 50 if QUICK else 100
 N_GRID, N_K = ((500, 1000, 2000, 4000), 256) if QUICK else ((1000, 3000, 10_000, 30_000, 100_000), 2048)
 K_GRID, K_N = ((128, 256, 512, 1024), 1000) if QUICK else ((1024, 2048, 4096, 8192, 16_384), 4500)
-REPEATS = int(benchlib.env_float("GRASS_BENCH_CURVE_REPEATS", 3 if QUICK else 1))  # fastest of these calls per point
+REPEATS = int(benchlib.env_float("GRASS_BENCH_CURVE_REPEATS", 1))  # the fastest of these calls per point
 BLOCKS_GRID = (16, 32, 64) if QUICK else (32, 64, 128, 256)
 BLOCK, LAYERS, WIDTH, STORE_QUERIES = (32, 2, 64, 8) if QUICK else (64, 2, 128, 16)
 CORPUS = Path(os.environ.get("GRASS_BENCH_CORPUS", REPO / "data_cache" / "janeausten"))
