@@ -48,8 +48,9 @@ QUICK = benchlib.QUICK
 REPO = Path(__file__).resolve().parents[1]
 TDA = os.environ.get("GRASS_BENCH_TDA", "trak")
 QUERIES = 50 if QUICK else 100
-N_GRID, N_K = ((500, 1000, 2000, 4000), 256) if QUICK else ((1000, 3000, 10_000, 30_000, 100_000), 2048)
-K_GRID, K_N = ((128, 256, 512, 1024), 1000) if QUICK else ((1024, 2048, 4096, 8192, 16_384), 4500)
+# quick: small eigendecompositions only (under contention a 1000 x 1000 float64 eigh on 2 threads took 7-28 s)
+N_GRID, N_K = ((250, 500, 1000, 2000), 128) if QUICK else ((1000, 3000, 10_000, 30_000, 100_000), 2048)
+K_GRID, K_N = ((64, 128, 256, 512), 200) if QUICK else ((1024, 2048, 4096, 8192, 16_384), 4500)
 REPEATS = int(benchlib.env_float("GRASS_BENCH_CURVE_REPEATS", 1))  # the fastest of these calls per point
 BLOCKS_GRID = (16, 32, 64) if QUICK else (32, 64, 128, 256)
 BLOCK, LAYERS, WIDTH, STORE_QUERIES = (32, 2, 64, 8) if QUICK else (64, 2, 128, 16)
