@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 BOOTSTRAP_PYTHON ?= python3
 
-.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench corpus fashion-mnist clean
+.PHONY: help setup run test lint grid-mnist table-mnist reproduce-table2 table2 staged-smollm2 bench-sjlt bench bench-bergson-venv corpus fashion-mnist clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -94,13 +94,30 @@ dattri-mnist: setup  ## MLP + MNIST on the paper's own models and ground truth (
 bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy (bandwidth), JSON under bench/results/
 	$(PY) bench/bench_sjlt_kernels.py
 
-bench: setup  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s, the GPU runs when CUDA is there; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
+bench: setup bench-bergson-venv corpus  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s (also vs bergson), the GPU runs when CUDA is there, the default run end to end, cost curves; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
 	$(PIP) install -q -r requirements-bench.txt
 	$(PY) bench/bench_flat_peers.py
 	$(PY) bench/bench_factorized.py
 	$(PY) bench/bench_caching.py
 	$(PY) bench/bench_gpu.py
+	$(PY) bench/bench_bergson.py
+	$(PY) bench/bench_cost_curves.py
+	$(PY) bench/bench_end_to_end.py
 	$(PY) bench/summary.py
+
+# bergson in its own venv: made by the project's interpreter, bench/requirements-bergson.txt installed --no-deps
+# (bergson declares torchvision, which would replace torch), and the project's site-packages appended to its path
+# by a .pth file: the same torch / transformers as grass, never reinstalled, and pip there never writes to .venv
+BERGSON_VENV := bench/.venv-bergson
+bench-bergson-venv: $(BERGSON_VENV)/.installed  ## bench/.venv-bergson: EleutherAI's bergson for bench/bench_bergson.py (torch from .venv, never installed there)
+
+$(BERGSON_VENV)/.installed: bench/requirements-bergson.txt .venv/.installed
+	rm -rf $(BERGSON_VENV)
+	$(PY) -m venv $(BERGSON_VENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(BERGSON_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_grass_project_venv.pth"
+	$(BERGSON_VENV)/bin/pip install -q --no-deps -r bench/requirements-bergson.txt
+	$(BERGSON_VENV)/bin/python -c "import bergson.build, torch; print('bench/.venv-bergson: bergson', bergson.__version__, 'with torch', torch.__version__, 'from', torch.__file__)"
+	touch $@
 
 corpus: setup  ## fetch Jane Austen's six novels from Debian's r-cran-janeaustenr into data_cache/janeausten (for dataset=local_text)
 	$(PY) -m grass.data.corpus_fetch janeausten data_cache/janeausten

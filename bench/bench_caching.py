@@ -127,8 +127,9 @@ def in_call_share(fn, timed: list[TimedCompressor]):
     return run
 
 
-def dattri_mode(method: str, model, target, batch):
-    """A callable running dattri's attributor cache() over the batch, or raises what stops it."""
+def dattri_mode(method: str, model, target, batch, proj_dim: int = K, batch_size: int | None = None):
+    """A callable running dattri's attributor cache() over the batch (in loader batches of batch_size, default
+    all of it at once), or raises what stops it."""
     from dattri.algorithm import FactGraSSAttributor, LoGraAttributor
     from dattri.task import AttributionTask
 
@@ -137,8 +138,8 @@ def dattri_mode(method: str, model, target, batch):
                            checkpoints=model.state_dict())
     cls = {"dattri_logra": LoGraAttributor, "dattri_factgrass": FactGraSSAttributor}[method]
     examples = [{k: v[i] for k, v in batch.items()} for i in range(batch["input_ids"].shape[0])]
-    loader = DataLoader(examples, batch_size=len(examples))
-    att = cls(task=task, hessian="Identity", device="cpu", proj_dim=K, offload="cpu",
+    loader = DataLoader(examples, batch_size=batch_size or len(examples))
+    att = cls(task=task, hessian="Identity", device="cpu", proj_dim=proj_dim, offload="cpu",
               cache_dir=tempfile.mkdtemp(prefix=f"{method}_", dir=SCRATCH.name))  # its batch_metadata.json
 
     def run():

@@ -173,3 +173,13 @@ def package_version(name: str) -> str | None:
         return version(name)
     except Exception:  # not installed: the caller records the peer as not run
         return None
+
+
+def lm_corpus() -> Path:
+    """The offline text the language-model benches read: GRASS_BENCH_CORPUS, else data_cache/janeausten (`make
+    corpus`). In quick mode, a folder's smallest .txt file (Northanger Abbey, about a ninth of the novels' tokens):
+    tokenizing the whole corpus, once per process, is most of a smoke run. A missing path is returned as is (the
+    caller says so)."""
+    path = Path(os.environ.get("GRASS_BENCH_CORPUS", Path(__file__).resolve().parents[1] / "data_cache" / "janeausten"))
+    files = sorted(path.glob("*.txt")) if QUICK and path.is_dir() else []
+    return min(files, key=lambda f: f.stat().st_size) if files else path

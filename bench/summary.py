@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import benchlib
+from summary_costs import section_bergson, section_cost_curves, section_end_to_end
 
 TARGET_D, TARGET_K = 1_000_000, 4096
 
@@ -234,6 +235,12 @@ SECTIONS = {
     "caching": ("End-to-end gradient caching throughput", section_caching),
     "sjlt_kernels": ("SJLT CPU kernels (bench/bench_sjlt_kernels.py)", section_sjlt_kernels),
     "gpu": ("GPU: SJLT kernel vs reference, factgrass vs logra (bench/bench_gpu.py)", section_gpu),
+    "end_to_end": ("End to end: the default experiment and where its time goes (bench/bench_end_to_end.py)",
+                   section_end_to_end),
+    "cost_curves": ("Cost curves: attribute vs n and k, pipeline=store vs train blocks (bench/bench_cost_curves.py)",
+                    section_cost_curves),
+    "bergson": ("Caching tokens/s on one model and the same blocks: grass vs bergson vs dattri "
+                "(bench/bench_bergson.py)", section_bergson),
 }
 
 

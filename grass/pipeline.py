@@ -63,6 +63,7 @@ def run(cfg: DictConfig) -> dict:
                   f"not recomputed (skip_finished=true) -> {out}")
             return done
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()  # time/load_s (data, task, checks) and time/run_s (all of run()) start here
     data = instantiate_node(cfg.dataset, "dataset")
     task = make_task(cfg, data)
     validate_for_task(cfg, task, stages)
@@ -72,6 +73,7 @@ def run(cfg: DictConfig) -> dict:
     tracker = Tracker(cfg.logger, out, tracker_name(cfg), plain_cfg)
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)
     ctx.metrics.update(_describe(cfg, task))
+    ctx.metrics["time/load_s"] = time.perf_counter() - started
     try:
         PIPELINES[cfg.pipeline][1](ctx)
         tracker.summary(ctx.metrics)
@@ -80,6 +82,7 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         tracker.finish()
+        ctx.metrics["time/run_s"] = time.perf_counter() - started
         atomic_write_json(ctx.metrics, out / "metrics.json")
     return ctx.metrics
 

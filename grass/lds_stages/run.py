@@ -72,5 +72,7 @@ def lds_stages(stage: str) -> list[str]:
 
 
 def run_lds_stages(ctx: RunContext) -> None:
+    """Runs the stages in order; each one's wall time goes to metrics `time/stage/<name>_s` (what bench/ reads)."""
     for name in lds_stages(ctx.cfg.stage):
-        LDS_STAGES[name](ctx)
+        with ctx.timed(f"time/stage/{name}_s"):
+            LDS_STAGES[name](ctx)
