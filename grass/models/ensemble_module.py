@@ -12,8 +12,9 @@ Dropout: the template's nn.Dropout modules are replaced by ones that multiply by
 member draws its noise from its own torch.Generator exactly as torch's CPU dropout does (bernoulli_(1 - p), then
 / (1 - p)), in forward order, so a member sees the noise a lone model would see from that generator; with the
 generator cloned from the global state right after the member's model was built (grass.tasks.ensemble_fit), that
-is the noise the one-Trainer-per-model path draws. Only linear stacks (grass.models.linear_stack) are accepted:
-their only randomness is dropout and they hold no running statistics.
+is the noise the one-Trainer-per-model path draws on the CPU (on a GPU the noise still comes from the members' CPU
+generators, so there the members are not the lone GPU fits' models). Only linear stacks (grass.models.linear_stack)
+are accepted: their only randomness is dropout and they hold no running statistics.
 """
 
 from __future__ import annotations
@@ -107,27 +108,20 @@ class EnsembleModule(L.LightningModule):
     def draw_noise(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per dropout, the members' scaled keep-masks [M, B, *feature]: member m's drawn from generator m in
         forward order, as torch's CPU dropout draws them (p = 0: nothing drawn; p = 1: zeros)."""
-        out = []
         shapes = self._shapes(x[0])
-        per_member = [[] for _ in self.dropouts]
+        per_dropout: list[list[torch.Tensor]] = [[] for _ in self.dropouts]
         for g in self._generators:
-            for i, ((_, p), shape) in enumerate(zip(self.dropouts, shapes)):
+            for noises, (_, p), shape in zip(per_dropout, self.dropouts, shapes):
                 if p == 0.0:
-                    noise = torch.ones(shape)
+                    noises.append(torch.ones(shape))
                 elif p == 1.0:
-                    noise = torch.zeros(shape)
+                    noises.append(torch.zeros(shape))
                 else:
-                    noise = torch.empty(shape).bernoulli_(1 - p, generator=g).div_(1 - p)
-                per_member[i].append(noise)
-        for noises in per_member:
-            out.append(torch.stack(noises).to(x.device, x.dtype))
-        return out
+                    noises.append(torch.empty(shape).bernoulli_(1 - p, generator=g).div_(1 - p))
+        return [torch.stack(noises).to(x.device, x.dtype) for noises in per_dropout]
 
-    def logits(self, x: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """x [M, B, ...] -> logits [M, B, C]; noise None: dropout off (evaluation)."""
-        if noise is None:
-            noise = [torch.ones(s, device=x.device, dtype=x.dtype).expand(x.shape[0], *s)
-                     for s in self._shapes(x[0])]
+    def logits(self, x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        """x [M, B, ...] and each dropout's noise [M, B, *feature] -> logits [M, B, C] (member m on row m)."""
         noise_names = [n for n, _ in self.dropouts]
 
         def member(params, masks, xm):
