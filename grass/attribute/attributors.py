@@ -229,7 +229,7 @@ class _SolverAttributor(Attributor):
             self._note(c, matrix, rhs, *solutions, extra=extra)
         del matrix
         scores = to_scores(train, torch.cat(solutions, dim=1))  # one pass over Phi for the whole grid [n, D m']
-        self._note(c, rhs, *solutions, scores)
+        self._note(c, rhs, *solutions, scores, extra=slab_bytes(*train.shape))
         return dict(zip(dampings, scores.split(rhs.shape[1], dim=1)))
 
     def _note(self, c: int, *tensors: Tensor, extra: int = 0) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from grass.attribute.gram import CHUNK_ELEMENTS, row_chunks
+from grass.attribute.gram import CHUNK_ELEMENTS
 from grass.errors import GrassError
 
 REFINE_TOL = 1e-5  # relative Frobenius bound on the score error of a mixed solve (the acceptance is 1e-3)
@@ -84,7 +84,7 @@ def right_hand_side(phi: Tensor, queries: Tensor) -> Tensor:
     n, k = phi.shape
     if feature_side(n, k):
         return queries.double().T.contiguous()
-    cols = max(1, CHUNK_ELEMENTS // max(n, queries.shape[0]))
+    cols = max(1, SLAB_ELEMENTS // max(n, queries.shape[0]))
     out = torch.zeros(n, queries.shape[0], dtype=torch.float64, device=phi.device)
     for start in range(0, k, cols):
         out += phi[:, start:start + cols].double() @ queries[:, start:start + cols].double().T
@@ -92,11 +92,13 @@ def right_hand_side(phi: Tensor, queries: Tensor) -> Tensor:
 
 
 def to_scores(phi: Tensor, x: Tensor) -> Tensor:
-    """S [n, m] float32 from the solution X [r, m] float64: Phi X (feature side, by row chunks) or X itself."""
+    """S [n, m] float32 from the solution X [r, m] float64: Phi X (feature side, by float64 slabs of at most
+    SLAB_ELEMENTS) or X itself."""
     n, k = phi.shape
     if not feature_side(n, k):
         return x.float()
-    return torch.cat([block.double() @ x for block in row_chunks(phi)]).float()
+    rows = max(1, SLAB_ELEMENTS // k)
+    return torch.cat([(phi[start:start + rows].double() @ x).float() for start in range(0, n, rows)])
 
 
 @dataclass(frozen=True)
