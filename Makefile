@@ -101,6 +101,7 @@ bench: setup bench-bergson-venv corpus  ## ours vs dattri/TRAK projectors, factg
 	$(PY) bench/bench_caching.py
 	$(PY) bench/bench_gpu.py
 	$(PY) bench/bench_bergson.py
+	$(PY) bench/bench_attribute.py
 	$(PY) bench/bench_cost_curves.py
 	$(PY) bench/bench_end_to_end.py
 	$(PY) bench/summary.py
