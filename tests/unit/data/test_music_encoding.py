@@ -70,3 +70,33 @@ def test_load_music21_holds_out_query_pieces_and_caches(tmp_path):
     assert torch.equal(again.train_x, data.train_x) and again.query_sources == data.query_sources
     with pytest.raises(GrassError, match="no pieces"):
         load_music21(**{**kw, "composer": "nobody_at_all"})
+
+
+def test_load_music21_straddling_queries_come_from_train_pieces(tmp_path):
+    from grass.data.music21_corpus import load_music21
+
+    t = 16
+    data = load_music21(composer="bach", seq_len=t, n_train=9, n_query=3, split_seed=0, cache_dir=str(tmp_path),
+                        query_windows="straddling", windows_per_piece=3)
+    assert data.train_x.shape == (9, t) and data.query_x.shape == data.query_y.shape == (3, t)
+    assert torch.equal(data.query_x[:, 1:], data.query_y[:, :-1])
+    train = {s: i for i, s in enumerate(data.train_sources)}
+    for q, source in enumerate(data.query_sources):
+        piece, offset = source.split("@")
+        first = train[f"{piece}@{int(offset) - t // 2}"]  # the query starts half-way into a train window ...
+        second = train[f"{piece}@{int(offset) + t // 2}"]  # ... and ends half-way into the next one
+        assert torch.equal(data.query_x[q], torch.cat([data.train_x[first, t // 2:], data.train_x[second, :t // 2]]))
+        assert data.query_y[q, -1] == data.train_y[second, t // 2 - 1]  # its last target is a trained event
+    assert not any(torch.equal(qx, tx) for qx in data.query_x for tx in data.train_x)
+
+
+@pytest.mark.parametrize("knobs, match", [({"query_windows": "random"}, "query_windows"),
+                                          ({"query_windows": "straddling", "windows_per_piece": 1},
+                                           "windows_per_piece"),
+                                          ({"windows_per_piece": 0}, "windows_per_piece")])
+def test_load_music21_bad_knobs_fail_before_parsing(tmp_path, knobs, match):
+    from grass.data.music21_corpus import load_music21
+
+    with pytest.raises(GrassError, match=match):
+        load_music21(composer="bach", seq_len=16, n_train=9, n_query=3, split_seed=0, cache_dir=str(tmp_path),
+                     **knobs)
