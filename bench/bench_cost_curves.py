@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import benchlib
+import summary_costs
 import torch
 from llama_folder import save_llama
 from omegaconf import OmegaConf
@@ -217,36 +218,9 @@ def plot(result: dict, out: Path) -> Path | None:
 
 
 def markdown(result: dict) -> str:
-    att = result["attribute"]
-    lines = [f"Cost curves; {benchlib.machine_line(result['machine'])}" + (" (QUICK sizes)" if QUICK else ""), ""]
-    for key, var in (("vs_n", "n"), ("vs_k", "k")):
-        c = att[key]
-        fixed = f"k={c['k']}" if key == "vs_n" else f"n={c['n']}"
-        segments = ", ".join(f"{x:.2f}" for x in c["time"].get("segment_slopes", []))
-        lines += [f"attribute ({att['tda']}) vs {var} at {fixed}, m={att['m']}: time {c['time']['growth']} "
-                  f"(slope {c['time']['slope']:.2f}; between neighbouring points {segments}), peak memory "
-                  f"{c['memory']['growth']} "
-                  f"(slope {c['memory']['slope'] if c['memory']['slope'] is None else round(c['memory']['slope'], 2)})",
-                  "", f"| {var} | s | precondition s | damping grid s | scores s | peak MB | features MB |",
-                  "|---|---|---|---|---|---|---|"]
-        for p in c["points"]:
-            peak = "-" if p["peak_mb"] is None else f"{p['peak_mb']:.0f}"
-            lines.append(f"| {p[var]} | {p['seconds']:.2f} | {p['precondition_s']:.2f} | {p['damping_grid_s']:.2f} | "
-                         f"{p['scores_s']:.3f} | {peak} | {p['features_mb']:.0f} |")
-        lines.append("")
-    store = result["store"]
-    if "points" not in store:
-        lines.append(f"pipeline=store: not run ({store['not_run'][-300:]})")
-        return "\n".join(lines)
-    fits = ", ".join(f"{s}: {g['growth']}" + ("" if g["slope"] is None else f" {g['slope']:.2f}")
-                     for s, g in store["growth"].items())
-    lines += [f"pipeline=store throughput vs train blocks (time growth per stage: {fits})", "",
-              "| blocks | " + " | ".join(f"{s} {u}/s" for s, u in STORE_UNITS.items()) + " |",
-              "|---|" + "---|" * len(STORE_UNITS)]
-    for p in store["points"]:
-        vals = [p["stages"].get(s, {}).get("per_s") for s in STORE_UNITS]
-        lines.append(f"| {p['blocks']} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in vals) + " |")
-    return "\n".join(lines)
+    """The printed report: the same tables bench/summary.py puts in SUMMARY.md (bench/summary_costs.py)."""
+    header = f"Cost curves; {benchlib.machine_line(result['machine'])}" + (" (QUICK sizes)" if QUICK else "")
+    return "\n".join([header, "", *summary_costs.section_cost_curves(result)])
 
 
 def main() -> None:
