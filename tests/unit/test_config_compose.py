@@ -294,4 +294,6 @@ def test_resnet9_experiments_are_the_paper_model_and_its_cpu_stand_in(compose_cf
     with torch.device("meta"):
         side = 28 // tiny.dataset.downsample
         p = num_params(build_classifier(tiny.model, SimpleNamespace(num_features=side * side, num_classes=2)))
-    assert 131_072 < p < 400_000  # k' = 131,072 is still a real sparsification of the flat gradient
+    # k' = 131,072 keeps under a third of the flat gradient (the fused mask + SJLT then reads less than SJLT), and the
+    # model stays CPU-sized
+    assert 3 * 131_072 < p < 1_000_000
