@@ -47,15 +47,6 @@ def _mixed_tiles(b: int, d: int) -> torch.Tensor:
     return x
 
 
-@pytest.fixture(scope="module")
-def cpp():
-    """The C++ op; a build failure fails the tests (ninja and a C++ compiler are project requirements)."""
-    op, reason = sjlt_cpu.extension()
-    if op is None:
-        pytest.fail(f"C++ SJLT kernel did not build: {reason}")
-    return sjlt_cpu.sjlt_forward
-
-
 @pytest.fixture
 def triton_kernel(monkeypatch):
     """The Triton launcher in interpreter mode (numpy on CPU tensors)."""

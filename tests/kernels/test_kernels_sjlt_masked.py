@@ -16,11 +16,9 @@ from grass.kernels import dispatch, sjlt_cpu
 from .test_kernels_sjlt import _mixed_tiles, _tables
 
 
-@pytest.fixture(scope="module")
-def masked():
-    op, reason = sjlt_cpu.extension()
-    if op is None:
-        pytest.fail(f"C++ SJLT kernel did not build: {reason}")
+@pytest.fixture
+def masked(cpp):
+    """The fused op (built with the plain one: conftest's `cpp` fails the test if the kernel did not build)."""
     return sjlt_cpu.sjlt_forward_masked
 
 
