@@ -51,6 +51,8 @@ DampingKind = choice("DampingKind", "absolute", "relative", "none")
 LoggerBackend = choice("LoggerBackend", "wandb", "csv", "none")
 WandbMode = choice("WandbMode", "offline", "online", "disabled")
 FinetuneSource = choice("FinetuneSource", "grass", "dattri")
+FinetuneSeeds = choice("FinetuneSeeds", "per_model", "shared")
+DampingSearch = choice("DampingSearch", "local", "grid")
 
 
 @dataclass
@@ -85,6 +87,11 @@ class FinetuneConfig:
     # true: train the models many at once (stacked parameters, torch.func vmap; linear-stack classifiers only) |
     # false: one Lightning Trainer per model | null (auto): true where it can (grass/tasks/ensemble_fit.py)
     ensemble: Optional[bool] = None
+    # per_model: every subset model and checkpoint from its own seed (init, batch order, dropout; dattri's
+    # retrain_lds: seed + i) | shared: every subset model from checkpoint 0's seed, so the ground truth's spread
+    # across subsets is the subsets' and not retraining noise (grass/lds_stages/finetune.py; part of the models key
+    # only when shared)
+    seeds: FinetuneSeeds = FinetuneSeeds.per_model
 
 
 @dataclass
@@ -181,9 +188,10 @@ class HardwareConfig:
     grad_memory_gb: Optional[float] = None
     grad_memory_factor: float = 4.0  # copies of p floats per example: its gradient, the row, activations
     num_threads: Optional[int] = None  # torch intra-op threads; null leaves torch's default
-    # torch threads for small-matrix work: the ensemble's training steps and layer-wise per-example gradients (1 was
-    # 2-3x less CPU than 2 on the loaded 2-core box, README); null: as num_threads. BLAS-heavy solves: num_threads
-    small_matrix_threads: Optional[int] = 1
+    # torch threads for small-matrix work: the ensemble's training steps and layer-wise per-example gradients; null:
+    # the CPUs other jobs leave idle, measured once per run (grass.hardware.small_matrix_threads: 1 beside other jobs,
+    # where 2 cost 10-30x more CPU; all on an idle box). BLAS-heavy solves: num_threads
+    small_matrix_threads: Optional[int] = None
     capture_batch_size: int = 8  # examples per linear-capture batch (an LM's lm_head delta is [B, T, vocab])
 
 
@@ -221,6 +229,9 @@ class GrassConfig:
     damping_grid: List[float] = field(
         default_factory=lambda: [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
     )
+    # local: the grid on checkpoint 0, then all checkpoints around its best, outward while the validation LDS rises
+    # (the grid's choice when its curve has one peak; grass.attribute.damping) | grid: every value on every checkpoint
+    damping_search: DampingSearch = DampingSearch.local
     save_scores: bool = False  # write scores.pt [n_train, n_query] into the run folder
     # pipeline=lds stage=all: a run folder whose metrics.json is finished (LDS, no run/error) is not recomputed
     # (the folder name hashes every result setting, so it holds this very configuration's result)

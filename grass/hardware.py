@@ -1,10 +1,15 @@
 """What the hardware group changes about training itself (not where it runs): the effective recipe; thread counts."""
 
+import logging
 from contextlib import contextmanager
 
 import torch
 
 from grass.errors import GrassError
+
+log = logging.getLogger(__name__)
+IDLE_PROBE_S = 0.25  # how long small_matrix_threads watches the CPUs when it decides by itself
+_AUTO_THREADS: dict[str, int] = {}  # decided once per process
 
 # Lightning strategies that train in processes grass starts itself (fork / spawn): Lightning's plain "ddp"
 # (and "auto" with several devices) relaunches the command line, i.e. a whole `run.py` per extra process.
@@ -57,13 +62,35 @@ def check_training_hardware(hw) -> None:
                          f"pipeline; use hardware=ddp (ddp_fork on CPU; strategy=ddp_spawn on GPUs)")
 
 
+def small_matrix_threads(hw) -> int:
+    """Torch threads for small-matrix work (the ensemble's training steps, layer-wise per-example gradients).
+
+    hardware.small_matrix_threads when set; null (the default): the cores left idle by everything else, measured
+    once per process (psutil's CPU busy share over IDLE_PROBE_S while this process waits), at least 1 and at most
+    hardware.num_threads (null: torch's count). Why: on the idle 2-core box two threads train the default models
+    1.6x faster than one, while beside other jobs two threads cost 10-30x more CPU than one (README, issue #16);
+    the trained weights are the same bits either way (tests/unit/test_hardware_threads.py)."""
+    configured = hw.get("small_matrix_threads")
+    if configured:
+        return int(configured)
+    if "auto" not in _AUTO_THREADS:
+        import psutil
+
+        cap = int(hw.get("num_threads") or torch.get_num_threads())
+        busy = psutil.cpu_percent(interval=IDLE_PROBE_S) / 100.0
+        idle = (psutil.cpu_count() or 1) * (1.0 - busy)
+        _AUTO_THREADS["auto"] = max(1, min(cap, int(idle + 0.5)))
+        log.info("small-matrix work on %d torch threads (%.1f of %d CPUs idle; hardware.small_matrix_threads=N "
+                 "sets it)", _AUTO_THREADS["auto"], idle, psutil.cpu_count() or 1)
+    return _AUTO_THREADS["auto"]
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """torch's intra-op thread count set to n for the block and restored after (None: left as it is).
 
-    Small-matrix work (the ensemble's training steps, layer-wise per-example gradients: hardware.small_matrix_threads,
-    default 1) costs less on one thread per process on this project's loaded 2-core machine; BLAS-heavy solves keep
-    hardware.num_threads (null: torch's default, all cores)."""
+    Small-matrix work runs under small_matrix_threads(hw); BLAS-heavy solves keep hardware.num_threads (null: torch's
+    default, all cores)."""
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))

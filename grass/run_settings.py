@@ -53,6 +53,12 @@ def result_settings(cfg) -> dict:
     if "ensemble" in out["finetune"] and out["finetune"]["ensemble"] is None:  # auto, resolved by the model: the
         del out["finetune"]["ensemble"]  # folders of before the key existed
     out["finetune"] = finetune_identity(out["finetune"])  # source=grass: as before; dattri: repo and revision
+    # the local damping search is the grid itself on one checkpoint, and pipeline=store always searches the grid: the
+    # key joins only where it can change the result (folders of before it existed searched the grid)
+    search = out.pop("damping_search", "grid")
+    checkpoints = int((out.get("tda") or {}).get("num_checkpoints", 1))
+    if search != "grid" and checkpoints > 1 and out.get("pipeline") != "store":
+        out["damping_search"] = search
     if out.get("pipeline") != "store":
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):

@@ -177,12 +177,34 @@ class _SolverAttributor(Attributor):
             raise GrassError(f"{type(self).__name__} needs dampings > 0, got {bad}")
         return self._grid(values, self._check_idx(query_idx)) if values else {}
 
+    def scores_parts(self, dampings, query_idx: Tensor | None, checkpoints) -> dict[float, Tensor]:
+        """{lambda: the sum over `checkpoints` (indices) of their parts [n, m'] float32}, not yet averaged or finished:
+        for a damping search that visits checkpoints apart (grass.attribute.damping). finish_parts(sum over all
+        checkpoints) = scores_grid's value. GrassError for a damping <= 0 or a checkpoint not added."""
+        values = [float(lam) for lam in dampings]
+        chosen = [int(c) for c in checkpoints]
+        if not chosen or any(not 0 <= c < self._count for c in chosen):
+            raise GrassError(f"checkpoints {chosen}: choose among the {self._count} added (0 to {self._count - 1})")
+        bad = [lam for lam in values if not lam > 0]
+        if bad:
+            raise GrassError(f"{type(self).__name__} needs dampings > 0, got {bad}")
+        return self._parts(values, self._check_idx(query_idx), chosen)
+
+    def finish_parts(self, total: Tensor, count: int | None = None) -> Tensor:
+        """Scores [n, m'] from a sum of checkpoint parts: averaged over `count` checkpoints (default: all added) and
+        finished by the method (TRAK's mean Q weights)."""
+        return self._finish(total / (count or self._count))
+
     def _grid(self, dampings: list[float], idx: Tensor | None) -> dict[float, Tensor]:
+        totals = self._parts(dampings, idx, range(self._count))
+        return {lam: self.finish_parts(total) for lam, total in totals.items()}
+
+    def _parts(self, dampings: list[float], idx: Tensor | None, checkpoints) -> dict[float, Tensor]:
         scored = self._m if idx is None else int(idx.numel())
         request = Request(self._n, self._k, self._m, len(dampings), scored)
         totals: dict[float, Tensor | None] = {lam: None for lam in dampings}
         used = set()
-        for c in range(self._count):
+        for c in checkpoints:
             method = choose_solver(request, self.solver, fitted=self._fits[c] is not None)
             used.add(method)
             parts = self._eigh_parts(c, dampings, idx) if method == "eigh" else self._cholesky_parts(c, dampings, idx)
@@ -190,7 +212,7 @@ class _SolverAttributor(Attributor):
                 totals[lam] = part if totals[lam] is None else totals[lam].add_(part)
         self.last_solver = "+".join(sorted(used))
         self.meter.set_held(self._held())
-        return {lam: self._finish(total / self._count) for lam, total in totals.items()}
+        return totals
 
     def _eigh_parts(self, c: int, dampings: list[float], idx: Tensor | None) -> dict[float, Tensor]:
         if self._fits[c] is None:

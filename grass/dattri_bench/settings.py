@@ -111,7 +111,9 @@ def finetune_identity(finetune: dict) -> dict:
     models keep their key); dattri: only where the weights come from (repo, revision), no recipe."""
     finetune = dict(finetune)
     if str(finetune.get("source", "grass")) != "dattri":
-        return {k: v for k, v in finetune.items() if k not in DATTRI_KEYS}
+        # seeds=per_model is how every model was trained before the key existed: it keeps their key
+        default_seeds = ("seeds",) if str(finetune.get("seeds", "per_model")) == "per_model" else ()
+        return {k: v for k, v in finetune.items() if k not in DATTRI_KEYS + default_seeds}
     dattri = dict(finetune.get("dattri") or {})
     return {"source": "dattri", "repo": dattri.get("repo"), "revision": dattri.get("revision")}
 

@@ -61,7 +61,7 @@ def run_attribute(ctx: RunContext, truth: torch.Tensor) -> torch.Tensor:
     val_idx, evaluate = validation_objective(ctx, truth)
     grid = list(cfg.damping_grid) if cfg.tda.damping != "none" else []
     with ctx.timed("time/damping_search_s"):
-        chosen, curve = select_damping(attributor, grid, val_idx, evaluate)
+        chosen, curve = select_damping(attributor, grid, val_idx, evaluate, search=cfg.damping_search)
     record_damping(ctx, chosen, curve)
     grid_solver = attributor.last_solver
     with ctx.timed("time/score_s"):

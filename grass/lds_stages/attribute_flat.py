@@ -26,7 +26,7 @@ from grass.capture.flat import (
     trak_weights,
 )
 from grass.compress.factory import build_compressor
-from grass.hardware import torch_threads
+from grass.hardware import small_matrix_threads, torch_threads
 from grass.model_files import checkpoint_path
 from grass.run_compressors import compressor_node
 from grass.run_context import RunContext
@@ -55,7 +55,9 @@ def flat_features(ctx: RunContext, model, compressor, side: str, rows: torch.Ten
     out = []
     grads = flat_rows(ctx, model, side, rows, progress=f"{side} gradients")
     # layer-wise gradients are small matrices: hardware.small_matrix_threads; compression keeps the process's threads
-    threads = ctx.cfg.hardware.get("small_matrix_threads") if grad_path(model) == LAYERWISE else None
+    threads = small_matrix_threads(ctx.cfg.hardware) if grad_path(model) == LAYERWISE else None
+    if threads:
+        ctx.metrics["hardware/small_matrix_threads"] = threads
     while True:
         with ctx.timed("time/grad_s"), torch_threads(threads):
             item = next(grads, None)

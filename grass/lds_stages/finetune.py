@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from grass.artifacts import artifact_lock, artifact_ready, save_artifact
 from grass.dattri_bench.settings import uses_dattri
-from grass.hardware import world_size
+from grass.hardware import small_matrix_threads, world_size
 from grass.model_files import checkpoint_path, subset_masks, subset_model_path
 from grass.run_context import RunContext
 from grass.seeding import derive_seed
@@ -85,7 +85,12 @@ def _train_locked(ctx: RunContext, job, timeout: float) -> str:
 
 
 def _seed(ctx: RunContext, job) -> int:
-    return derive_seed(ctx.cfg.seed, "train", job[1], job[2])
+    """A model's training seed: its own (kind, index) one, or with finetune.seeds=shared checkpoint 0's for every
+    subset model (the other checkpoints keep theirs: TRAK averages over their seeds)."""
+    kind, index = job[1], job[2]
+    if str(ctx.cfg.finetune.get("seeds", "per_model")) == "shared" and kind == "subset":
+        kind, index = "checkpoint", 0
+    return derive_seed(ctx.cfg.seed, "train", kind, index)
 
 
 def _train_together(ctx: RunContext, todo: list, bar) -> list[str]:
@@ -107,8 +112,9 @@ def _train_together(ctx: RunContext, todo: list, bar) -> list[str]:
                 mine.append(job)
         for count in sorted({int(job[3].sum()) for job in mine}):
             group = [job for job in mine if int(job[3].sum()) == count]
+            threads = ctx.metrics["hardware/small_matrix_threads"] = small_matrix_threads(ctx.cfg.hardware)
             log.info("finetune: %d models on %d rows each, trained together (ensemble, %s torch threads)",
-                     len(group), count, ctx.cfg.hardware.get("small_matrix_threads") or torch.get_num_threads())
+                     len(group), count, threads)
             outcomes += _train_group(ctx, group)
             bar.update(len(group))
     if busy:

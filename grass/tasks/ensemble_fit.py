@@ -14,7 +14,8 @@ models (`ensemble_refusal` is None: a classifier whose model is a linear stack, 
 cannot is a GrassError before any work. Models trained this way carry `trainer: ensemble` in their models key
 (RunContext.models_settings), so they never mix with one-Trainer-per-model ones.
 
-Threads: the fit runs under `hardware.small_matrix_threads` torch threads (default 1), restored afterwards.
+Threads: the fit runs under grass.hardware.small_matrix_threads torch threads (null, the default: the idle CPUs),
+restored afterwards.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from grass.errors import GrassError
-from grass.hardware import torch_threads, world_size
+from grass.hardware import small_matrix_threads, torch_threads, world_size
 from grass.models.ensemble_module import EnsembleModule
 from grass.seeding import generator
 from grass.tasks.base import lightning_fit
@@ -95,6 +96,6 @@ def fit_ensemble(ctx, seeds: list[int], rows: list[torch.Tensor], build, x: torc
                                   generator=generator(seed, "loader")))
     module = EnsembleModule(models, generators, lr=ft.lr, optimizer=ft.optimizer, weight_decay=ft.weight_decay,
                             momentum=ft.momentum, schedule=ft.schedule)
-    with torch_threads(ctx.cfg.hardware.get("small_matrix_threads")):
+    with torch_threads(small_matrix_threads(ctx.cfg.hardware)):
         lightning_fit(ctx, module, EnsembleBatches(x, y, index, loaders), ft.epochs)
     return module.members()
