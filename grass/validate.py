@@ -157,6 +157,11 @@ def _check_common(cfg: DictConfig) -> None:
     for key in ("grad_batch_size", "grad_chunk_size", "capture_batch_size"):
         value = cfg.hardware[key]
         _require(_is_int(value) and value >= 1, f"hardware.{key}", value, "an integer >= 1")
+    for key in ("num_threads", "small_matrix_threads"):
+        value = cfg.hardware.get(key)
+        _require(value is None or (_is_int(value) and value >= 1), f"hardware.{key}", value,
+                 "null or an integer >= 1 (torch threads; null: " + ("torch's default)" if key == "num_threads"
+                                                                      else "the CPUs other jobs leave idle)"))
     budget = cfg.hardware.grad_memory_gb
     _require(budget is None or (_is_real(budget) and math.isfinite(budget) and budget > 0), "hardware.grad_memory_gb",
              budget, "null or a finite number of GB > 0 (bounds one chunk of whole-model gradients)")

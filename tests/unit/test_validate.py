@@ -258,6 +258,8 @@ def test_store_pipeline_refuses_several_checkpoints_of_the_base_model(compose_cf
     ("hardware.grad_batch_size=0", "hardware.grad_batch_size=0 is not allowed: an integer >= 1"),
     ("hardware.grad_memory_gb=0", "hardware.grad_memory_gb=0.0 is not allowed: null or a finite number of GB > 0"),
     ("hardware.grad_memory_factor=0.5", "hardware.grad_memory_factor=0.5 is not allowed: a finite number >= 1"),
+    ("hardware.small_matrix_threads=-1", "hardware.small_matrix_threads=-1 is not allowed: null or an integer >= 1"),
+    ("hardware.num_threads=0", "hardware.num_threads=0 is not allowed: null or an integer >= 1"),
     # pipeline=store settings (checked on that pipeline)
     ("store.chunk_size=0", "store.chunk_size=0 is not allowed: an integer >= 1"),
     ("store.damping=0", "store.damping=0.0 is not allowed: a finite number > 0"),
