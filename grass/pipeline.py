@@ -64,11 +64,15 @@ def run(cfg: DictConfig) -> dict:
             return done
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()  # time/load_s (data, task, checks) and time/run_s (all of run()) start here
-    data = instantiate_node(cfg.dataset, "dataset")
-    task = make_task(cfg, data)
-    validate_for_task(cfg, task, stages)
-    if "attribute" in stages and not staged:
-        make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
+    try:
+        data = instantiate_node(cfg.dataset, "dataset")
+        task = make_task(cfg, data)
+        validate_for_task(cfg, task, stages)
+        if "attribute" in stages and not staged:
+            make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
+    except BaseException as e:  # the folder exists now: it says why it holds no result
+        atomic_write_json({"run/error": f"{type(e).__name__}: {e}"}, out / "metrics.json")
+        raise
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     tracker = Tracker(cfg.logger, out, tracker_name(cfg), plain_cfg)
     ctx = RunContext(cfg=cfg, run_dir=out, data=data, task=task, tracker=tracker)

@@ -1,6 +1,7 @@
 """grass.validate: bad settings are refused up front with one GrassError naming the key, the value and what
 is allowed; config-only checks before the data is loaded, size checks right after, before any training."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,6 +148,9 @@ def test_flat_proj_dim_above_the_parameter_count_is_refused_before_training(comp
                                          rf"proj_dim <= {TINY_P}"):
         run(compose_cfg("proj_dim=1000000000"))
     assert not list((tmp_path / "outputs").rglob("*.pt"))
+    # the run folder made before the data-dependent check says why it holds no result
+    (metrics,) = (tmp_path / "outputs").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["run/error"].startswith("GrassError: proj_dim=1000000000 is larger")
 
 
 def test_flat_proj_dim_up_to_the_parameter_count_and_identity_pass(compose_cfg):
