@@ -97,6 +97,7 @@ bench-sjlt: setup  ## SJLT kernels vs the pure-torch reference and a plain copy 
 bench: setup bench-bergson-venv corpus  ## ours vs dattri/TRAK projectors, factgrass vs logra, caching tokens/s (also vs bergson), the GPU runs when CUDA is there, the default run end to end, cost curves; then bench/results/SUMMARY.md (GRASS_BENCH_QUICK=1: smoke sizes, temp folder)
 	$(PIP) install -q -r requirements-bench.txt
 	$(PY) bench/bench_flat_peers.py
+	$(PY) bench/bench_two_stage.py
 	$(PY) bench/bench_factorized.py
 	$(PY) bench/bench_caching.py
 	$(PY) bench/bench_gpu.py
