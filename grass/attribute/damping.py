@@ -1,11 +1,13 @@
 """Damping selection: the grid value with the best LDS on the validation queries (SPEC 1.1).
 
 search="grid" scores every grid value on every checkpoint. search="local" (issue #16) scores the whole grid on
-checkpoint 0 alone (the proxy curve), then every checkpoint at the proxy's best value and its two neighbours, and
-steps outward while a neighbour of the best is still unscored: it stops at a value both of whose neighbours score
-lower on all checkpoints. When the all-checkpoint validation curve has one peak (unimodal in lambda) that is the grid's
-own choice, at about 3 + 1/C of the grid's D solves per checkpoint instead of D; with one checkpoint the proxy is
-the whole curve and the two searches are the same. Attributors without per-checkpoint parts (blockwise, streamed)
+checkpoint 0 alone (the proxy curve). When that curve has one peak (rises to its maximum, falls after it), it scores
+every checkpoint at the proxy's best value and its two neighbours, and steps outward while a neighbour of the best is
+still unscored: it stops at a value both of whose neighbours score lower on all checkpoints. When the all-checkpoint
+validation curve has one peak too, that is the grid's own choice, at about 3 + 1/C of the grid's D solves per
+checkpoint instead of D. A proxy curve with several peaks (few validation queries make it bumpy) gets the whole grid
+on every checkpoint, as search="grid". With one checkpoint the proxy is the whole curve and the searches are the
+same. Attributors without per-checkpoint parts (blockwise, streamed)
 always search the grid.
 """
 
@@ -63,6 +65,15 @@ def _best(curve: dict[float, float]) -> float | None:
     return max(finite)[1] if finite else None
 
 
+def _one_peak(scores: list[float]) -> bool:
+    """True when the scores (in grid order) rise to their maximum and fall after it (ties allowed), no NaN."""
+    if any(math.isnan(x) for x in scores):
+        return False
+    top = scores.index(max(scores))
+    return (all(a <= b for a, b in zip(scores[:top], scores[1:top + 1]))
+            and all(a >= b for a, b in zip(scores[top:], scores[top + 1:])))
+
+
 def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict[float, float]:
     """The all-checkpoint validation scores at the values the local search visits (values sorted ascending)."""
     count = attributor.checkpoints
@@ -70,6 +81,11 @@ def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict
     proxy = {lam: float(evaluate(attributor.finish_parts(first[lam], 1))) for lam in values}
     rest = range(1, count)
     curve: dict[float, float] = {}
+    if not _one_peak([proxy[lam] for lam in values]):  # a bumpy curve: climbing could stop on a side peak
+        parts = attributor.scores_parts(values, idx, rest)
+        log.info("damping search (local): checkpoint 0's validation curve has more than one peak; the whole grid "
+                 "on all %d checkpoints", count)
+        return {lam: float(evaluate(attributor.finish_parts(first[lam] + parts[lam], count))) for lam in values}
 
     def visit(group: list[float]) -> None:
         group = [lam for lam in group if lam not in curve]
@@ -78,8 +94,8 @@ def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict
             for lam in group:
                 curve[lam] = float(evaluate(attributor.finish_parts(first[lam] + parts[lam], count)))
 
-    start = _best(proxy)
-    i = values.index(start) if start is not None else len(values) // 2
+    start = _best(proxy)  # one peak, no NaN: never None
+    i = values.index(start)
     visit(values[max(0, i - 1):i + 2])
     while True:
         best = _best(curve)
@@ -92,5 +108,5 @@ def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict
             break
         visit(outward)
     log.info("damping search (local): the grid of %d on checkpoint 0 (best %g), then all %d checkpoints at %d values",
-             len(values), start if start is not None else float("nan"), count, len(curve))
+             len(values), start, count, len(curve))
     return curve

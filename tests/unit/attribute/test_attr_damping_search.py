@@ -68,6 +68,14 @@ def test_one_peak_same_choice_fewer_solves():
     assert fake.requests[1:] == [(GRID[5:8], [1, 2])]  # then 3 values on the other checkpoints, once
 
 
+def test_a_bumpy_first_checkpoint_gets_the_whole_grid():
+    proxy = [0.1, 0.3, 0.2, 0.1, 0.2, 0.25, 0.4, 0.3, 0.2, 0.1]  # two peaks on checkpoint 0
+    full = [0.1, 0.35, 0.2, 0.1, 0.2, 0.25, 0.3, 0.2, 0.1, 0.0]  # the global maximum is at index 1
+    chosen, curve, fake = _search(proxy, full)
+    assert chosen == GRID[1] == _search(proxy, full, search="grid")[0]
+    assert sorted(curve) == GRID and fake.requests[1:] == [(GRID, [1, 2])]
+
+
 def test_climbs_away_from_a_misleading_first_checkpoint():
     proxy = [0.0, 0.1, 0.5, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3, -0.4]  # checkpoint 0 alone peaks at index 2
     full = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.2, 0.1]  # all checkpoints peak at index 7
@@ -88,8 +96,8 @@ def test_grid_edge_and_ties_to_larger_damping():
 def test_nan_values_and_all_nan():
     proxy = [math.nan] * 10
     full = [math.nan] * 5 + [0.2, 0.3, 0.1, math.nan, math.nan]
-    chosen, curve, _ = _search(proxy, full)  # no proxy peak: starts mid-grid and climbs
-    assert chosen == GRID[6]
+    chosen, curve, _ = _search(proxy, full)  # NaN on checkpoint 0: the whole grid
+    assert chosen == GRID[6] and sorted(curve) == GRID
     with pytest.raises(GrassError, match="NaN"):
         _search([math.nan] * 10, [math.nan] * 10)
 
