@@ -5,10 +5,10 @@ checkpoint 0 alone (the proxy curve). When that curve has one peak (rises to its
 every checkpoint at the proxy's best value and its two neighbours, and steps outward while a neighbour of the best is
 still unscored: it stops at a value both of whose neighbours score lower on all checkpoints. When the all-checkpoint
 validation curve has one peak too, that is the grid's own choice, at about 3 + 1/C of the grid's D solves per
-checkpoint instead of D. A proxy curve with several peaks (few validation queries make it bumpy) gets the whole grid
-on every checkpoint, as search="grid". With one checkpoint the proxy is the whole curve and the searches are the
-same. Attributors without per-checkpoint parts (blockwise, streamed)
-always search the grid.
+checkpoint instead of D. A proxy curve with several peaks (a dip against the climb of more than BUMP of its range;
+few validation queries make it bumpy) gets the whole grid on every checkpoint, as search="grid". With one checkpoint
+the proxy is the whole curve and the searches are the same. Attributors without per-checkpoint parts (blockwise,
+streamed) always search the grid.
 """
 
 import logging
@@ -65,13 +65,19 @@ def _best(curve: dict[float, float]) -> float | None:
     return max(finite)[1] if finite else None
 
 
+BUMP = 0.1  # a dip against the climb larger than this share of the curve's range makes a second peak
+
+
 def _one_peak(scores: list[float]) -> bool:
-    """True when the scores (in grid order) rise to their maximum and fall after it (ties allowed), no NaN."""
+    """True when the scores (in grid order, no NaN) rise to their maximum and fall after it, where a step against
+    that direction smaller than BUMP x (max - min) is rounding-level wiggle (a flat stretch of the curve at the
+    smallest dampings wiggles in the fourth digit), not a second peak."""
     if any(math.isnan(x) for x in scores):
         return False
     top = scores.index(max(scores))
-    return (all(a <= b for a, b in zip(scores[:top], scores[1:top + 1]))
-            and all(a >= b for a, b in zip(scores[top:], scores[top + 1:])))
+    slack = BUMP * (max(scores) - min(scores))
+    return (all(a <= b + slack for a, b in zip(scores[:top], scores[1:top + 1]))
+            and all(a + slack >= b for a, b in zip(scores[top:], scores[top + 1:])))
 
 
 def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict[float, float]:
@@ -81,6 +87,8 @@ def _local_curve(attributor, values: list[float], idx: Tensor, evaluate) -> dict
     proxy = {lam: float(evaluate(attributor.finish_parts(first[lam], 1))) for lam in values}
     rest = range(1, count)
     curve: dict[float, float] = {}
+    log.info("damping search (local): checkpoint 0's validation curve %s",
+             ", ".join(f"{lam:g}: {proxy[lam]:.4f}" for lam in values))
     if not _one_peak([proxy[lam] for lam in values]):  # a bumpy curve: climbing could stop on a side peak
         parts = attributor.scores_parts(values, idx, rest)
         log.info("damping search (local): checkpoint 0's validation curve has more than one peak; the whole grid "

@@ -76,6 +76,12 @@ def test_a_bumpy_first_checkpoint_gets_the_whole_grid():
     assert sorted(curve) == GRID and fake.requests[1:] == [(GRID, [1, 2])]
 
 
+def test_rounding_wiggle_on_a_flat_stretch_is_not_a_peak():
+    proxy = [0.0930, 0.0926, 0.0941, 0.1075, 0.1414, 0.2187, 0.3176, 0.3615, 0.2850, 0.2059]  # 1e-7 > 1e-6
+    chosen, curve, fake = _search(proxy, proxy)
+    assert chosen == GRID[7] and sorted(curve) == GRID[6:9]
+
+
 def test_climbs_away_from_a_misleading_first_checkpoint():
     proxy = [0.0, 0.1, 0.5, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3, -0.4]  # checkpoint 0 alone peaks at index 2
     full = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.2, 0.1]  # all checkpoints peak at index 7
