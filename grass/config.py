@@ -47,6 +47,7 @@ VerifyMode = choice("VerifyMode", "once", "always")
 StoreModel = choice("StoreModel", "checkpoint", "base")
 DampingFrom = choice("DampingFrom", "auto", "validation", "fixed")
 Target = choice("Target", "margin", "loss")
+TrainOutput = choice("TrainOutput", "query", "sequence")
 DampingKind = choice("DampingKind", "absolute", "relative", "none")
 LoggerBackend = choice("LoggerBackend", "wandb", "csv", "none")
 WandbMode = choice("WandbMode", "offline", "online", "disabled")
@@ -168,6 +169,8 @@ class StoreConfig:
 class TDAConfig:
     name: str = MISSING
     target: Target = Target.margin  # output function differentiated
+    # train side: the query's output function (query, SPEC 1.2) | the whole train sequence's (sequence: music windows)
+    train_output: TrainOutput = TrainOutput.query
     num_checkpoints: int = 1  # models the features are averaged over
     damping: DampingKind = DampingKind.absolute  # what a grid value means
     attributor: Any = MISSING  # _target_ node of a grass.attribute Attributor

@@ -20,6 +20,14 @@ def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels, reduction="none")
 
 
+def log_odds(logp: torch.Tensor) -> torch.Tensor:
+    """logp - log(1 - exp(logp)): the margin of a probability given as its log (logp < 0).  [B] -> [B]
+
+    The block margin of a sequence (SPEC 2.1: logp = mean token log-prob) for language-model blocks and music
+    windows; expm1 keeps it accurate where p is small."""
+    return logp - torch.log(-torch.expm1(logp))
+
+
 def true_class_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """p(y | x) per row, TRAK's Q = 1 - p uses it.  [B, C], [B] -> [B]"""
     return torch.softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)

@@ -31,7 +31,9 @@ NOT_IN_FINGERPRINT = ("n_heldout", "capture_budget_gb", "dir")  # settings that 
 
 def expected_mask_fingerprint(ctx: RunContext) -> dict:
     sm = {k: v for k, v in plain_node(ctx.cfg.selective_mask).items() if k not in NOT_IN_FINGERPRINT}
-    return mask_fingerprint(ctx.models_dir().name, sm["checkpoint"], ctx.cfg.tda.target, sm, ctx.cfg.seed)
+    tda = ctx.cfg.tda
+    return mask_fingerprint(ctx.models_dir().name, sm["checkpoint"], tda.target, sm, ctx.cfg.seed,
+                            train_output=tda.get("train_output", "query"))
 
 
 def compressor_node(ctx: RunContext):

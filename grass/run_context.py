@@ -64,6 +64,14 @@ class RunContext:
         """The ground truth of this run's models (grass.artifact_paths)."""
         return groundtruth_file(self.artifacts, self.models_dir())
 
+    def target(self, side: str):
+        """The output function differentiated for `side` ("train" | "query"): tda.target, and on the train side
+        tda.train_output (grass.tasks.base.Task.train_target)."""
+        tda = self.cfg.tda
+        if side == "train":
+            return self.task.train_target(tda.target, tda.get("train_output", "query"))
+        return self.task.target(tda.target)
+
     @contextmanager
     def timed(self, key: str):
         """Adds the wall time of the block to metrics[key] (seconds), synchronising CUDA first."""

@@ -59,6 +59,9 @@ def result_settings(cfg) -> dict:
     checkpoints = int((out.get("tda") or {}).get("num_checkpoints", 1))
     if search != "grid" and checkpoints > 1 and out.get("pipeline") != "store":
         out["damping_search"] = search
+    tda = out.get("tda")
+    if isinstance(tda, dict) and tda.get("train_output") == "query":  # folders of before the key existed
+        del tda["train_output"]
     if out.get("pipeline") != "store":
         out.pop("store", None)
     if not uses_proj_dim(out["compressor"]):

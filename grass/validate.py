@@ -79,6 +79,8 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
         prompt_blocks(task.data, Path(cfg.store.prompts_dir))  # unreadable or untokenizable prompts: an error now
     if not set(COMPRESSING_STAGES) & set(stages):
         return
+    if cfg.tda.get("train_output", "query") != "query":  # a task without that output: an error now
+        task.train_target(cfg.tda.target, cfg.tda.train_output)
     unsupported = getattr(task, "factorized_unsupported", None)  # a task whose layers linear capture cannot see
     if unsupported and is_factorized(cfg.compressor):
         raise GrassError(f"compressor={cfg.compressor.name}: " + unsupported.format(dataset=cfg.dataset.name))

@@ -29,7 +29,7 @@ from torch import nn
 
 from grass.compress.factorized import FactorizedCompressor
 from grass.errors import GrassError
-from grass.outputs import output_function, true_class_prob
+from grass.outputs import log_odds, output_function, true_class_prob
 from grass.targets import Target
 
 
@@ -78,7 +78,7 @@ class LMTarget(Target):
         logp = self._logp(model, batch)
         if self.kind == "loss":
             return -logp
-        return logp - torch.log(-torch.expm1(logp))
+        return log_odds(logp)
 
     def trak_weight(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
         """Q = 1 - exp(logp) per example [B]."""

@@ -5,12 +5,15 @@ grass/kernels/csrc/ (pyproject.toml maps the data-only package grass.kernels.csr
 
 torch.utils.cpp_extension caches the build in the default torch extensions directory
 (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions) under the extension name. The name carries a hash of
-the source, the build flags, the torch version and the C++ compiler (`extension_name`), so several checkouts
-or installs on one machine share one build when their sources agree and never rebuild each other's when they
-differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. ninja compiles
+the source, the build flags, the torch version, torch's install folder (build.ninja names its headers and
+libraries by that path, so two environments sharing one folder would recompile each other's build on every
+switch) and the C++ compiler (`extension_name`), so several checkouts on one environment share one build when
+their sources agree and never rebuild each other's when they differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. ninja compiles
 from a copy of the source inside that folder (`<build>/src/sjlt_cpu.cpp`), never from the checkout's own path:
 build.ninja names its sources by path, so two clones compiling from their own paths would rewrite it and
-recompile each other's build on every switch. The ops are registered as torch.ops.grass_sjlt.sjlt_forward and
+recompile each other's build on every switch. torch guards a build with a `lock` file that a killed build leaves
+behind, and every later process would wait on it forever: grass builds under its own lock (`grass.lock`,
+filelock: released when its holder dies) and, holding it, removes such a leftover. The ops are registered as torch.ops.grass_sjlt.sjlt_forward and
 .sjlt_forward_masked (GraSS's mask + SJLT fused).
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +57,19 @@ def compiler() -> str:
     return shutil.which(cxx) or cxx
 
 
-def extension_name(source_bytes: bytes, torch_version: str | None = None, cxx: str | None = None) -> str:
+def torch_dir() -> str:
+    """The folder torch is imported from, as cpp_extension writes it into build.ninja (not resolved)."""
+    return os.path.dirname(torch.__file__)
+
+
+def extension_name(source_bytes: bytes, torch_version: str | None = None, cxx: str | None = None,
+                   torch_path: str | None = None) -> str:
     """`grass_sjlt_cpu_<12 hex>`: the build folder's name, a hash of the source bytes, the build flags, the torch
-    version and the compiler path. Same inputs -> same name (one shared build); any difference -> another folder."""
+    version, torch's folder and the compiler path. Same inputs -> same name (one shared build); any difference ->
+    another folder."""
     h = hashlib.blake2b(digest_size=6)
     for part in (source_bytes, " ".join(CFLAGS + LDFLAGS).encode(), (torch_version or torch.__version__).encode(),
-                 (cxx if cxx is not None else compiler()).encode()):
+                 (cxx if cxx is not None else compiler()).encode(), (torch_path or torch_dir()).encode()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return f"{EXTENSION_PREFIX}_{h.hexdigest()}"
@@ -71,11 +82,17 @@ def _build() -> None:
     src = source()
     name = extension_name(src.read_bytes())
     build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
-    if not (build_dir / f"{name}.so").is_file():
-        log.warning("building the C++ SJLT kernel (once, ~30 s) from %s into %s", src, build_dir)
-    build_source = shared_source(src, build_dir)
-    cpp_extension.load(name=name, sources=[str(build_source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
-                       build_directory=str(build_dir), is_python_module=False, verbose=False)
+    with FileLock(build_dir / "grass.lock"):
+        baton = build_dir / "lock"  # torch's FileBaton; under grass's lock no live grass build holds it
+        if baton.exists():
+            log.warning("removing %s, left by a build that was killed (torch would wait on it forever)", baton)
+            baton.unlink(missing_ok=True)
+        if not (build_dir / f"{name}.so").is_file():
+            log.warning("building the C++ SJLT kernel (once, ~30 s) from %s into %s", src, build_dir)
+        build_source = shared_source(src, build_dir)
+        cpp_extension.load(name=name, sources=[str(build_source)], extra_cflags=list(CFLAGS),
+                           extra_ldflags=list(LDFLAGS), build_directory=str(build_dir), is_python_module=False,
+                           verbose=False)
 
 
 def shared_source(src: Path, build_dir: Path) -> Path:

@@ -1,6 +1,7 @@
 """Features for whole-model (flat) compressors: per-example gradients of each checkpoint, compressed.
 
-Any task: the gradient is of the task's own target (Task.target(tda.target), grass.targets) over the task's
+Any task: the gradient is of the task's own target (Task.target(tda.target), grass.targets; train examples:
+Task.train_target(tda.target, tda.train_output); RunContext.target) over the task's
 batches, by torch.func over every trainable parameter, or as Linear outer products for a linear stack
 (grass.capture.flat; the path is logged and in metrics as grad/path), chunked under hardware.grad_memory_gb.
 TRAK's weights Q = 1 - p come from the same target (Target.trak_weight).
@@ -46,7 +47,7 @@ def flat_rows(ctx: RunContext, model, side: str, rows: torch.Tensor | None = Non
         _SAID.add(said)
         log.info("flat gradients: %s", said)
     n = len(rows) if rows is not None else (ctx.task.n_train if side == "train" else ctx.task.n_query)
-    return iter_flat_grads(model, ctx.task.target(cfg.tda.target), ctx.task.batches(side, batch, ctx.device, rows),
+    return iter_flat_grads(model, ctx.target(side), ctx.task.batches(side, batch, ctx.device, rows),
                            chunk_size=chunk, progress=progress, total=-(-n // batch))
 
 
@@ -72,7 +73,7 @@ def train_weights(ctx: RunContext, model, rows: torch.Tensor | None = None) -> t
     """TRAK's Q = 1 - p of every train example (or `rows`) under the task's target -> [N] CPU float32."""
     cfg = ctx.cfg
     batch, chunk = grad_sizes(cfg.hardware, num_params(model))
-    return trak_weights(model, ctx.task.target(cfg.tda.target), ctx.task.batches("train", batch, ctx.device, rows),
+    return trak_weights(model, ctx.target("train"), ctx.task.batches("train", batch, ctx.device, rows),
                         chunk_size=chunk)
 
 

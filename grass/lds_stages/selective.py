@@ -77,7 +77,7 @@ def run_selective_mask(ctx: RunContext) -> None:
 
 
 def _flat_grads(ctx: RunContext, model, rows: torch.Tensor) -> torch.Tensor:
-    """Whole-model gradients [len(rows), p] of the task's target on the train examples `rows` (any task)."""
+    """Whole-model gradients [len(rows), p] of the task's train-side target on the train examples `rows` (any task)."""
     from grass.lds_stages.attribute_flat import flat_rows  # (attribute_flat imports this module)
 
     return torch.cat([g for _, g in flat_rows(ctx, model, "train", rows, progress="selective-mask gradients")])
@@ -123,7 +123,7 @@ def _run_layers(ctx: RunContext, model, learn_rows: torch.Tensor, heldout_rows: 
             masks[name] = (load_mask(paths[0], fp, i, k_in), load_mask(paths[1], fp, o, k_out))
     todo = {name: dims[name] for name in dims if name not in masks}
     log.info("selective mask: %d of %d layers already learned; learning %d", len(masks), len(dims), len(todo))
-    target, budget = ctx.task.target(cfg.tda.target), int(sm.capture_budget_gb * 1e9)
+    target, budget = ctx.target("train"), int(sm.capture_budget_gb * 1e9)
     batch_size = cfg.hardware.capture_batch_size
     results = {}
     with ctx.timed("time/selective_mask_s"):

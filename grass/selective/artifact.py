@@ -49,19 +49,16 @@ def mask_path(directory, k, layer: str = FLAT, side: str | None = None) -> Path:
     return Path(directory) / f"{k_out}x{k_in}" / f"{layer}.{side}.pt"
 
 
-def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int) -> dict:
+def mask_fingerprint(models_key: str, checkpoint: int, target: str, learn: Mapping, seed: int,
+                     train_output: str = "query") -> dict:
     """What a mask depends on: the trained models (their artifact key), which checkpoint's gradients,
-    the differentiated output function, the learning hyperparameters, and the global seed."""
-    return normalize(
-        {
-            "models": models_key,
-            "checkpoint": int(checkpoint),
-            "target": target,
-            "learn": to_plain(learn),
-            "seed": int(seed),
-            "format": FORMAT,
-        }
-    )
+    the differentiated output function (tda.target; tda.train_output when not the query's), the learning
+    hyperparameters, and the global seed."""
+    fp = {"models": models_key, "checkpoint": int(checkpoint), "target": target, "learn": to_plain(learn),
+          "seed": int(seed), "format": FORMAT}
+    if str(train_output) != "query":  # masks learned before the key existed keep their fingerprint
+        fp["train_output"] = str(train_output)
+    return normalize(fp)
 
 
 def save_mask(path, indices: Tensor, in_dim: int, fingerprint: Mapping, info: Mapping | None = None) -> Path:

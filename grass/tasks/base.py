@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from grass.errors import GrassError
 from grass.seeding import generator
 from grass.targets import Target
 
@@ -80,6 +81,19 @@ class Task(ABC):
         vmappable `value` (the model called only as `model(...)`, no data-dependent Python control flow, checks
         in `check`), examples independent in eval mode. Classification: grass.capture.linear.ClassifierTarget
         (margin of the true class); language model: LMTarget (block margin of the mean token log-prob)."""
+
+    def train_target(self, kind: str, output: str = "query") -> Target:
+        """The output function differentiated for train examples (tda.train_output).
+
+        output="query": the query's own, `target(kind)` (SPEC 1.2). output="sequence": for a task whose query
+        output is one position of a sequence (music: the last event), the whole train sequence's; tasks without
+        such an output (classification: one output; language-model blocks: already the whole block) raise
+        GrassError."""
+        if output == "query":
+            return self.target(kind)
+        raise GrassError(f"tda.train_output={output!r}: task {type(self).__name__} has no sequence output other than "
+                         "its query output (classification: one output per example; language-model blocks are "
+                         "already attributed through the whole block's margin); use tda.train_output=query")
 
     @abstractmethod
     def batches(self, side: str, batch_size: int, device: torch.device,

@@ -5,6 +5,10 @@ last token: with logp = log p(y[T-1] | x), the model's log-probability of the ev
 window, f = logp - log(1 - exp(logp)) = z_y - logsumexp_{j != y} z_j (grass.outputs.margin on the last
 position's logits). The ground truth (query_outputs) and the attributed target (target("margin")) are
 the same f; target("loss") is the last event's cross-entropy (dattri's TracIn / grad-dot target).
+The train side may instead differentiate the whole window (train_target(kind, "sequence"): the block margin
+of the mean log-probability of all its events, as for language-model blocks): a model trains on every event of
+a window, not only on its last, so the window's gradient is the one its training step follows
+(experiments/maestro_music/README.md measures the difference).
 Only whole-model (flat) compressors apply: dattri's attention computes its q/k/v and output projections
 with functional `linear` calls on [T, B, d] tensors, which the nn.Linear hooks of factorized capture
 cannot see.
@@ -15,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from grass.artifacts import load_artifact
@@ -23,7 +28,7 @@ from grass.errors import GrassError
 from grass.instantiate import instantiate_node
 from grass.models.build import FINETUNE_HINT
 from grass.models.music_module import MusicModule
-from grass.outputs import output_function, true_class_prob
+from grass.outputs import log_odds, output_function, true_class_prob
 from grass.targets import Target
 from grass.tasks.base import Task, fit_on_rows
 
@@ -47,6 +52,25 @@ class MusicTarget(Target):
     def trak_weight(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         return 1.0 - true_class_prob(model(x)[:, -1, :], y[:, -1])
+
+
+class MusicWindowTarget(Target):
+    """Per-example target over a whole window: with logp = mean_t log p(y[t] | x[:t+1]) over its T events,
+    margin = logp - log(1 - exp(logp)) (the block margin of SPEC 2.1, as for language-model blocks), loss = -logp,
+    TRAK's Q = 1 - exp(logp).  batch: (x [B, T], y [B, T]) event ids -> [B]."""
+
+    def _logp(self, model: nn.Module, batch) -> torch.Tensor:
+        x, y = batch
+        logits = model(x)  # [B, T, V]
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+        return -ce.view(y.shape).mean(dim=1)
+
+    def value(self, model: nn.Module, batch) -> torch.Tensor:
+        logp = self._logp(model, batch)
+        return -logp if self.kind == "loss" else log_odds(logp)
+
+    def trak_weight(self, model: nn.Module, batch) -> torch.Tensor:
+        return -torch.expm1(self._logp(model, batch))
 
 
 class MusicTask(Task):
@@ -98,6 +122,10 @@ class MusicTask(Task):
 
     def target(self, kind: str) -> MusicTarget:
         return MusicTarget(kind)
+
+    def train_target(self, kind: str, output: str = "query") -> Target:
+        """output="sequence": the whole window's block margin (MusicWindowTarget) instead of the last event's."""
+        return MusicWindowTarget(kind) if output == "sequence" else super().train_target(kind, output)
 
     def batches(self, side: str, batch_size: int, device: torch.device, rows: torch.Tensor | None = None):
         if side == "train":

@@ -19,6 +19,9 @@ def test_same_source_same_name_different_source_different_name(tmp_path):
     assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(b.read_bytes(), "2.13.0", "/usr/bin/c++")
     assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(a.read_bytes(), "2.14.0", "/usr/bin/c++")
     assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++") != name(a.read_bytes(), "2.13.0", "/usr/bin/clang++")
+    # another environment's torch: build.ninja names its headers by path, so it gets its own folder
+    assert name(a.read_bytes(), "2.13.0", "/usr/bin/c++", "/env_a/torch") != name(a.read_bytes(), "2.13.0",
+                                                                                  "/usr/bin/c++", "/env_b/torch")
     assert name(a.read_bytes()).startswith(f"{sjlt_cpu.EXTENSION_PREFIX}_")
 
 
@@ -55,3 +58,17 @@ def test_clones_compile_from_one_shared_copy_of_the_source(tmp_path, monkeypatch
     stamp = copy.stat().st_mtime_ns
     sjlt_cpu._build()  # a third run leaves the copy (and so ninja's view of it) untouched
     assert copy.read_bytes() == sjlt_cpu.source().read_bytes() and copy.stat().st_mtime_ns == stamp
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_not_waited_on(tmp_path, monkeypatch, caplog):
+    """torch's FileBaton `lock` file outlives a killed build, and cpp_extension.load would wait on it forever."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    name = sjlt_cpu.extension_name(sjlt_cpu.source().read_bytes())
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "lock").write_bytes(b"")  # what a build killed mid-compile leaves
+    seen = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: seen.append((tmp_path / name / "lock").exists()))
+    with caplog.at_level(logging.WARNING, logger=sjlt_cpu.__name__):
+        sjlt_cpu._build()
+    assert seen == [False]
+    assert any("left by a build that was killed" in r.getMessage() for r in caplog.records)
