@@ -8,12 +8,14 @@ torch.utils.cpp_extension caches the build in the default torch extensions direc
 the source, the build flags, the torch version, torch's install folder (build.ninja names its headers and
 libraries by that path, so two environments sharing one folder would recompile each other's build on every
 switch) and the C++ compiler (`extension_name`), so several checkouts on one environment share one build when
-their sources agree and never rebuild each other's when they differ; only the first run pays the compile (about 30 s on 2 cores), announced by one log line. ninja compiles
+their sources agree and never rebuild each other's when they differ; only the first run pays the compile
+(about 30 s on 2 cores), announced by one log line. ninja compiles
 from a copy of the source inside that folder (`<build>/src/sjlt_cpu.cpp`), never from the checkout's own path:
 build.ninja names its sources by path, so two clones compiling from their own paths would rewrite it and
 recompile each other's build on every switch. torch guards a build with a `lock` file that a killed build leaves
 behind, and every later process would wait on it forever: grass builds under its own lock (`grass.lock`,
-filelock: released when its holder dies) and, holding it, removes such a leftover. The ops are registered as torch.ops.grass_sjlt.sjlt_forward and
+filelock: released when its holder dies) and, holding it, removes such a leftover. The ops are registered as
+torch.ops.grass_sjlt.sjlt_forward and
 .sjlt_forward_masked (GraSS's mask + SJLT fused).
 """
 
