@@ -13,6 +13,7 @@ from grass.artifact_paths import groundtruth_file, models_dir
 from grass.dattri_bench import settings as dattri
 from grass.fingerprint import fingerprint, normalize
 from grass.hardware import training_recipe
+from grass.run_settings import NOT_RESULT_SUBKEYS
 from grass.tasks import Task
 from grass.tasks.ensemble_fit import ENSEMBLE_TRAINER, uses_ensemble
 from grass.track import Tracker
@@ -39,8 +40,9 @@ class RunContext:
     def models_settings(self) -> dict:
         """What the subset models and checkpoints depend on: data, model, the training recipe (finetune
         settings, the effective batch = world size x per-process batch, precision), subsets and seed; not
-        M or the compressor. Written beside every model and checked when one is read. finetune.source=dattri:
-        the benchmark's identity instead (grass.dattri_bench.settings.models_settings)."""
+        M, the compressor, or where the dataset caches its encoding (dataset.cache_dir). Written beside every
+        model and checked when one is read. finetune.source=dattri: the benchmark's identity instead
+        (grass.dattri_bench.settings.models_settings)."""
         cfg = self.cfg
         if dattri.uses_dattri(cfg):
             return dattri.models_settings(cfg)
@@ -49,7 +51,8 @@ class RunContext:
         # models trained together (grass.tasks.ensemble_fit) are keyed apart; one-Trainer-per-model keys unchanged
         trainer = {"trainer": ENSEMBLE_TRAINER} if uses_ensemble(cfg, self.task) else {}
         # task extras (an LM's base pretraining) join only when present
-        return normalize({"dataset": cfg.dataset, "model": cfg.model, "finetune": finetune,
+        dataset = {k: v for k, v in cfg.dataset.items() if k not in NOT_RESULT_SUBKEYS["dataset"]}
+        return normalize({"dataset": dataset, "model": cfg.model, "finetune": finetune,
                           "recipe": training_recipe(cfg.hardware), "subset_fraction": cfg.lds.subset_fraction,
                           "seed": cfg.seed, **trainer, **self.task.fingerprint_extra()})
 

@@ -24,8 +24,10 @@ from grass.hardware import training_recipe
 # Top-level keys that change where or how a run executes, never its numbers.
 NOT_RESULT_KEYS = ("hydra", "paths", "logger", "stage", "worker", "save_scores", "profile", "experiment_name",
                    "skip_finished")
-# Keys inside groups that are likewise only about execution (progress bars, memory, checksum policy).
+# Keys inside groups that are likewise only about execution (progress bars, memory, checksum policy, where a
+# dataset caches what it encoded: the cache is keyed by its own content, and cache_dir follows paths.root).
 NOT_RESULT_SUBKEYS = {"finetune": ("progress_bar",), "selective_mask": ("capture_budget_gb", "dir"),
+                      "dataset": ("cache_dir",),
                       "store": ("verify", "memory_budget_gb", "top_k", "dir")}
 IDENTITY_TARGET = "grass.compress.identity.Identity"
 
