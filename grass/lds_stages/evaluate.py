@@ -2,6 +2,7 @@
 validation queries that chooses the damping (both pipelines)."""
 
 import logging
+import math
 
 import torch
 
@@ -19,7 +20,11 @@ def run_lds(ctx: RunContext, scores: torch.Tensor, truth: torch.Tensor) -> dict:
     result = lds(scores[:, eval_idx], subset_masks(ctx), truth[:, eval_idx])
     low, high = bootstrap_ci(result.per_query, n_boot=cfg.lds.bootstrap, level=cfg.lds.ci_level, seed=cfg.seed)
     metrics = {"lds/mean": result.mean, "lds/ci_low": low, "lds/ci_high": high,
-               "lds/n_queries": result.n_queries, "lds/n_undefined": result.n_undefined}
+               "lds/n_queries": result.n_queries, "lds/n_undefined": result.n_undefined,
+               # per query (null = undefined), with the query numbers: two runs compare query by query
+               # (grass.report.paired), a far tighter comparison than their two intervals
+               "lds/per_query": [None if math.isnan(v) else v for v in result.per_query.tolist()],
+               "lds/queries": eval_idx.tolist()}
     ctx.metrics.update(metrics)
     log.info("LDS %.4f (%.0f%% CI %.4f to %.4f) over %d queries, %d undefined", result.mean,
              100 * cfg.lds.ci_level, low, high, result.n_queries - result.n_undefined, result.n_undefined)

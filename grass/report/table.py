@@ -12,6 +12,7 @@ from pathlib import Path
 from grass.errors import GrassError
 from grass.io import atomic_write_bytes
 from grass.report.bars import bar_figure, method_key
+from grass.report.paired import paired_table
 from grass.report.reference import PAPER_NOTES, PAPER_SETUP, paper_number
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def rows_for_table(runs: list[dict], experiment: str) -> list[dict]:
             "machine": m.get("run/machine", ""),
             "checkpoints": m.get("run/num_checkpoints", len(m.get("compress/sketch_seeds", []))),
             "run": m["run/folder"], "started": m.get("run/started", ""),
+            # for paired comparisons (grass.report.paired); not written to table.csv
+            "_per_query": m.get("lds/per_query"), "_queries": m.get("lds/queries"),
         })
     return rows
 
@@ -104,10 +107,12 @@ def _table(rows: list[dict]) -> list[str]:
                     len(runs), method, k)
         lines.append(f"- {method} k={k}: {len(runs)} configurations, shown: {runs[-1]['run']}; also "
                      + ", ".join(f"{r['run']} ({r['lds']:.3f})" for r in runs[:-1]))
-    return lines
+    shown = {key: runs[-1] for key, runs in cells.items()}
+    return lines + paired_table(shown, sorted({r["method"] for r in rows}, key=method_key), ks)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
+    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]  # per-query lists stay out
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -27,7 +27,12 @@ def test_all_stages_then_reuse(compose_cfg, tmp_path):
     assert first["lds/ci_low"] <= first["lds/mean"] <= first["lds/ci_high"]
     assert first["time/compress_s"] > 0 and first["damping/chosen"] in list(cfg.damping_grid)
     (out,) = (Path(cfg.paths.root) / "tiny" / "digits-mlp").glob("sjlt-k128-trak-s0-*")
-    assert json.loads((out / "metrics.json").read_text())["lds/mean"] == first["lds/mean"]
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["lds/mean"] == first["lds/mean"]
+    # per-query LDS of the reported queries, in order, for paired comparisons (grass.report.paired)
+    per_query = [v for v in stored["lds/per_query"] if v is not None]
+    assert len(stored["lds/per_query"]) == len(stored["lds/queries"]) == stored["lds/n_queries"]
+    assert math.isclose(sum(per_query) / len(per_query), first["lds/mean"], rel_tol=1e-9)
 
     second = run(cfg)  # same config: no model is retrained and the scores are bit-identical
     assert second["finetune/models_trained"] == 0
