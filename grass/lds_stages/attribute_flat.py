@@ -45,7 +45,10 @@ def flat_rows(ctx: RunContext, model, side: str, rows: torch.Tensor | None = Non
     said = describe_grad_path(model)
     if said not in _SAID:  # once per process and kind of model, not per checkpoint and side
         _SAID.add(said)
-        log.info("flat gradients: %s", said)
+        tda = cfg.tda
+        log.info("flat gradients: %s; %s of the queries, train examples through %s (tda.train_output=%s)", said,
+                 tda.target, "the same" if tda.get("train_output", "query") == "query" else "their whole sequence's",
+                 tda.get("train_output", "query"))
     n = len(rows) if rows is not None else (ctx.task.n_train if side == "train" else ctx.task.n_query)
     return iter_flat_grads(model, ctx.target(side), ctx.task.batches(side, batch, ctx.device, rows),
                            chunk_size=chunk, progress=progress, total=-(-n // batch))

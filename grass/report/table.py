@@ -107,8 +107,13 @@ def _table(rows: list[dict]) -> list[str]:
                     len(runs), method, k)
         lines.append(f"- {method} k={k}: {len(runs)} configurations, shown: {runs[-1]['run']}; also "
                      + ", ".join(f"{r['run']} ({r['lds']:.3f})" for r in runs[:-1]))
-    shown = {key: runs[-1] for key, runs in cells.items()}
-    return lines + paired_table(shown, sorted({r["method"] for r in rows}, key=method_key), ks)
+    # a cell holding several configurations (another tda.train_output, seed, ...) is not paired: its newest run
+    # and the other method's run may differ in more than the compressor
+    single = {key: runs[-1] for key, runs in cells.items() if len(runs) == 1}
+    paired = paired_table(single, sorted({r["method"] for r in rows}, key=method_key), ks)
+    if paired and shared:
+        paired.append("- cells with several configurations (listed above) are not paired")
+    return lines + paired
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

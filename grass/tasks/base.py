@@ -91,9 +91,9 @@ class Task(ABC):
         GrassError."""
         if output == "query":
             return self.target(kind)
-        raise GrassError(f"tda.train_output={output!r}: task {type(self).__name__} has no sequence output other than "
-                         "its query output (classification: one output per example; language-model blocks are "
-                         "already attributed through the whole block's margin); use tda.train_output=query")
+        raise GrassError(f"tda.train_output={output!r}: {type(self).__name__} attributes one output per example, "
+                         "the one its queries use; 'sequence' is for tasks whose query output is one position of a "
+                         "sequence (music windows); use tda.train_output=query")
 
     @abstractmethod
     def batches(self, side: str, batch_size: int, device: torch.device,

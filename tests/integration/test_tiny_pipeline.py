@@ -33,6 +33,7 @@ def test_all_stages_then_reuse(compose_cfg, tmp_path):
     per_query = [v for v in stored["lds/per_query"] if v is not None]
     assert len(stored["lds/per_query"]) == len(stored["lds/queries"]) == stored["lds/n_queries"]
     assert math.isclose(sum(per_query) / len(per_query), first["lds/mean"], rel_tol=1e-9)
+    assert (stored["run/train_output"], stored["run/finetune_seeds"]) == ("query", "per_model")
 
     second = run(cfg)  # same config: no model is retrained and the scores are bit-identical
     assert second["finetune/models_trained"] == 0

@@ -27,8 +27,8 @@ def test_undefined_queries_drop_out_and_mismatched_runs_are_not_paired():
     assert paired_difference({"_per_query": None, "_queries": None}, _row([0.1] * 4)) is None  # an older run
 
 
-def _run(root, compressor, k, per_query):
-    path = root / "exp" / "data-model" / f"{compressor}-k{k}-trak-s0-abcdef" / "metrics.json"
+def _run(root, compressor, k, per_query, folder_hash="abcdef"):
+    path = root / "exp" / "data-model" / f"{compressor}-k{k}-trak-s0-{folder_hash}" / "metrics.json"
     path.parent.mkdir(parents=True)
     lds = sum(per_query) / len(per_query)
     path.write_text(json.dumps({
@@ -46,3 +46,14 @@ def test_the_report_prints_sjlt_minus_each_method_per_k_and_keeps_the_lists_out_
     assert line == "| sjlt - random_mask | +0.200 [+0.200, +0.200] | +0.200 [+0.200, +0.200] |"
     with open(tmp_path / "exp" / "report" / "table.csv") as f:
         assert not any(key.startswith("_") for key in next(csv.DictReader(f)))
+
+
+def test_a_cell_with_several_configurations_is_not_paired(tmp_path):
+    for k in (2048, 4096):
+        _run(tmp_path, "sjlt", k, [0.3, 0.2, 0.4, 0.1])
+        _run(tmp_path, "random_mask", k, [0.1, 0.0, 0.2, -0.1])
+    _run(tmp_path, "sjlt", 4096, [0.0, 0.0, 0.1, 0.1], folder_hash="fedcba")  # e.g. another tda.train_output
+    text = build_report(tmp_path, "exp")
+    (line,) = [row for row in text.splitlines() if row.startswith("| sjlt - random_mask |")]
+    assert line == "| sjlt - random_mask | +0.200 [+0.200, +0.200] | - |"
+    assert "cells with several configurations (listed above) are not paired" in text

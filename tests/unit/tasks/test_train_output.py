@@ -67,12 +67,14 @@ def test_the_run_context_differentiates_train_rows_by_train_output(compose_cfg, 
 
 
 @pytest.mark.parametrize("experiment", ["tiny", "tiny_lm"])
-def test_sequence_is_refused_where_the_task_has_no_other_output(compose_cfg, experiment):
+def test_sequence_is_refused_where_the_task_has_no_other_output(compose_cfg, corpus, experiment):
     from grass.instantiate import instantiate_node
 
-    cfg = compose_cfg("tda.train_output=sequence", experiment=experiment)
+    data = [f"dataset.path={corpus}"] if experiment == "tiny_lm" else []  # a generated corpus, no download
+    cfg = compose_cfg("tda.train_output=sequence", *data, experiment=experiment)
     task = make_task(cfg, instantiate_node(cfg.dataset, "dataset"))
-    with pytest.raises(GrassError, match="tda.train_output='sequence'.*use tda.train_output=query"):
+    refusal = "tda.train_output='sequence'.*Task attributes one output.*use tda.train_output=query"
+    with pytest.raises(GrassError, match=refusal):
         validate_for_task(cfg, task, ["attribute"])
     validate_for_task(cfg, task, ["finetune"])  # training does not differentiate anything: no refusal
 
