@@ -14,6 +14,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from grass.pipeline import run  # heavy imports after Hydra has parsed the command line
 
     try:
@@ -21,6 +23,11 @@ def main(cfg: DictConfig) -> float | None:
     except GrassError as e:
         logging.getLogger("grass").error("%s", e)
         sys.exit(f"error: {e}")
+    except SIGTERMException:
+        # Lightning turns a SIGTERM during a fit into a SystemExit without a code, i.e. status 0: a killed job
+        # (scheduler preemption, timeout) must not look finished to a scheduler or a sweep
+        logging.getLogger("grass").error("stopped by SIGTERM; a rerun reuses every finished artifact")
+        sys.exit(143)
     return metrics.get("lds/mean")
 
 

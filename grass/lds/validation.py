@@ -1,5 +1,6 @@
 """The damping is chosen by LDS on a seeded validation split of the queries (SPEC 1.1), in both pipelines."""
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -8,6 +9,12 @@ from grass.data.subsets import validation_split
 from grass.lds.metric import lds
 from grass.model_files import subset_masks
 from grass.run_context import RunContext
+
+log = logging.getLogger(__name__)
+
+# validation LDS the grid's end must beat its neighbour by before the grid is called too narrow: a flat end (the
+# under-damped side, where lambda no longer matters) ties to the third decimal and is no sign of a better lambda
+EDGE_MARGIN = 0.005
 
 
 def validation_objective(ctx: RunContext, truth: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], float]]:
@@ -25,3 +32,26 @@ def record_damping(ctx: RunContext, chosen: float | None, curve: dict[float, flo
         ctx.tracker.log({"damping/lambda": lam, "damping/val_lds": value})
     ctx.metrics["damping/chosen"] = chosen
     ctx.metrics["damping/val_lds"] = {str(k): v for k, v in curve.items()}
+    edge = rising_edge(curve, chosen)
+    if edge:
+        log.warning("damping %g is the %s end of damping_grid and its validation LDS %.4f still beats the next value's "
+                    "%.4f: the best damping may lie outside the grid; extend damping_grid", chosen, edge,
+                    curve[chosen], curve[_neighbour(curve, chosen)])
+
+
+def rising_edge(curve: dict[float, float], chosen: float | None) -> str | None:
+    """'lowest' / 'highest' when the chosen damping is that end of a grid of >= 3 values and its validation LDS
+    beats its neighbour's by more than EDGE_MARGIN (the curve still rises out of the grid), else None."""
+    if chosen is None or len(curve) < 3 or chosen not in curve:
+        return None
+    lams = sorted(curve)
+    if chosen not in (lams[0], lams[-1]):
+        return None
+    if curve[chosen] - curve[_neighbour(curve, chosen)] <= EDGE_MARGIN:
+        return None
+    return "lowest" if chosen == lams[0] else "highest"
+
+
+def _neighbour(curve: dict[float, float], chosen: float) -> float:
+    lams = sorted(curve)
+    return lams[1] if chosen == lams[0] else lams[-2]
