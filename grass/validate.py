@@ -92,6 +92,28 @@ def validate_for_task(cfg: DictConfig, task, stages: list[str]) -> None:
     check_proj_dim(cfg, model)
 
 
+BYTES_PER_FEATURE = 4  # float32
+
+
+def check_feature_memory(num_checkpoints: int, n_rows: int, out_dim: int, available: int | None = None) -> None:
+    """GrassError when the in-memory attributor's features cannot fit: pipeline=lds keeps every checkpoint's
+    compressed train and query rows [n_rows, out_dim] float32 until the damping is chosen, so
+    num_checkpoints x n_rows x out_dim x 4 bytes must fit in the memory free now (`available`, bytes; default
+    psutil's). Checked after the first checkpoint's compressor is built, before any gradient: an OOM kill
+    minutes later is neither an error nor a result (compressor=identity keeps all p coordinates)."""
+    need = num_checkpoints * n_rows * out_dim * BYTES_PER_FEATURE
+    if available is None:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    if need > available:
+        raise GrassError(
+            f"the attributor keeps {num_checkpoints} checkpoint(s) x {n_rows} train + query rows x {out_dim} features "
+            f"(float32) = {need / 1e9:.1f} GB in memory, and {available / 1e9:.1f} GB is free: lower "
+            f"tda.num_checkpoints or compress to fewer features (proj_dim; compressor=identity keeps all "
+            f"{out_dim} gradient coordinates)")
+
+
 def check_proj_dim(cfg: DictConfig, model: nn.Module) -> None:
     """proj_dim must not exceed what the compressor compresses (compressor=identity ignores proj_dim).
 

@@ -32,7 +32,7 @@ from grass.model_files import checkpoint_path
 from grass.run_compressors import compressor_node
 from grass.run_context import RunContext
 from grass.seeding import derive_seed
-from grass.validate import check_proj_dim
+from grass.validate import check_feature_memory, check_proj_dim
 
 log = logging.getLogger(__name__)
 _SAID: set[str] = set()
@@ -91,6 +91,8 @@ def add_flat_checkpoints(ctx: RunContext, attributor) -> None:
         p = num_params(model)
         sketch_seeds.append(derive_seed(cfg.seed, "flat", "checkpoint", c))
         compressor = build_compressor(compressor_node(ctx), in_dim=p, out_dim=cfg.proj_dim, seed=sketch_seeds[-1])
+        if c == 0:
+            check_feature_memory(cfg.tda.num_checkpoints, ctx.task.n_train + ctx.task.n_query, compressor.out_dim)
         train = flat_features(ctx, model, compressor, "train")
         query = flat_features(ctx, model, compressor, "query")
         weight = train_weights(ctx, model)
