@@ -2,7 +2,8 @@
 
 Run: `.venv/bin/python bench/bench_two_stage.py` (GRASS_BENCH_QUICK=1: a smaller p and batch, one round).
 Writes two_stage.json (bench/results/, or a temp folder in quick mode). For each p (the CPU stand-ins' parameter
-counts: fmnist2_resnet9_tiny 472,622 and music21_music_tiny 698,374) and k = 4096, on the same dense float32 rows
+counts: fmnist2_resnet9_tiny 472,622 and music21_music_tiny at its former d_model 128, 698,374) and k = 4096, on
+the same dense float32 rows
 [B, p], timed in interleaved rounds (A B C A B C ..., median): SJLT over all p coordinates; GraSS with k' in
 {32768, 131072, 524288 where k' < p} (the fused C++ op: one pass over the k' kept columns); and, for the largest
 k', the same map unfused (gather x[:, I] into a [B, k'] copy, then SJLT) to show what the fusion saves. Issue #17
@@ -18,7 +19,7 @@ from grass.compress.grass_compressor import GraSS
 from grass.compress.sjlt import SJLT
 
 QUICK = benchlib.QUICK
-DIMS = {"quick": 120_000} if QUICK else {"fmnist2_resnet9_tiny": 472_622, "music21_music_tiny": 698_374}
+DIMS = {"quick": 120_000} if QUICK else {"fmnist2_resnet9_tiny": 472_622, "music21_music_tiny_d128": 698_374}
 K = 1024 if QUICK else 4096
 K_PRIMES = (8192, 32768) if QUICK else (32768, 131072, 524288)
 BATCH = 64 if QUICK else 500
