@@ -32,26 +32,29 @@ def record_damping(ctx: RunContext, chosen: float | None, curve: dict[float, flo
         ctx.tracker.log({"damping/lambda": lam, "damping/val_lds": value})
     ctx.metrics["damping/chosen"] = chosen
     ctx.metrics["damping/val_lds"] = {str(k): v for k, v in curve.items()}
-    edge = rising_edge(curve, chosen)
+    edge = rising_edge(curve, chosen, ctx.cfg.damping_grid)
     if edge:
         log.warning("damping %g is the %s end of damping_grid and its validation LDS %.4f still beats the next value's "
                     "%.4f: the best damping may lie outside the grid; extend damping_grid", chosen, edge,
                     curve[chosen], curve[_neighbour(curve, chosen)])
 
 
-def rising_edge(curve: dict[float, float], chosen: float | None) -> str | None:
-    """'lowest' / 'highest' when the chosen damping is that end of a grid of >= 3 values and its validation LDS
-    beats its neighbour's by more than EDGE_MARGIN (the curve still rises out of the grid), else None."""
-    if chosen is None or len(curve) < 3 or chosen not in curve:
+def rising_edge(curve: dict[float, float], chosen: float | None, grid) -> str | None:
+    """'lowest' / 'highest' when the chosen damping is that end of `grid` (damping_grid, >= 3 values) and its
+    validation LDS beats the next scored value's by more than EDGE_MARGIN (the curve still rises out of the grid),
+    else None. `curve` holds the scored values only: damping_search=local scores the best's neighbours, so an end
+    it chose has its inner neighbour scored."""
+    grid = sorted(float(v) for v in grid)
+    if chosen is None or len(grid) < 3 or len(curve) < 2 or chosen not in curve:
         return None
-    lams = sorted(curve)
-    if chosen not in (lams[0], lams[-1]):
+    if chosen not in (grid[0], grid[-1]):
         return None
     if curve[chosen] - curve[_neighbour(curve, chosen)] <= EDGE_MARGIN:
         return None
-    return "lowest" if chosen == lams[0] else "highest"
+    return "lowest" if chosen == grid[0] else "highest"
 
 
 def _neighbour(curve: dict[float, float], chosen: float) -> float:
+    """The scored value next to an end `chosen` of the curve."""
     lams = sorted(curve)
     return lams[1] if chosen == lams[0] else lams[-2]
