@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict:
         if "attribute" in stages and not staged:
             make_attributor(cfg, task)  # an impossible compressor/tda/data combination fails before any training
     except BaseException as e:  # the folder exists now: it says why it holds no result
-        atomic_write_json({"run/error": f"{type(e).__name__}: {e}"}, out / "metrics.json")
+        atomic_write_json({"run/error": error_text(e)}, out / "metrics.json")
         raise
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     tracker = Tracker(cfg.logger, out, tracker_name(cfg), plain_cfg)
@@ -82,13 +82,19 @@ def run(cfg: DictConfig) -> dict:
         PIPELINES[cfg.pipeline][1](ctx)
         tracker.summary(ctx.metrics)
     except BaseException as e:  # metrics.json says the run failed and why, never looks like a finished run
-        ctx.metrics["run/error"] = f"{type(e).__name__}: {e}"
+        ctx.metrics["run/error"] = error_text(e)
         raise
     finally:
         tracker.finish()
         ctx.metrics["time/run_s"] = time.perf_counter() - started
         atomic_write_json(ctx.metrics, out / "metrics.json")
     return ctx.metrics
+
+
+def error_text(e: BaseException) -> str:
+    """metrics.json's run/error: the exception's type and message, or the type alone when it has none (Lightning's
+    SIGTERMException, a bare KeyboardInterrupt)."""
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def _number(value) -> str:

@@ -1,5 +1,6 @@
 """A run killed with SIGTERM (a scheduler's preemption or timeout) exits 143, never 0 as if it had finished."""
 
+import json
 import os
 import signal
 import subprocess
@@ -35,3 +36,5 @@ def test_sigterm_during_a_lightning_fit_exits_143(tmp_path):
             proc.kill()
     reader.join(timeout=10)
     assert rc == 143, "".join(err)[-3000:]
+    (metrics,) = (tmp_path / "outputs").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["run/error"] == "SIGTERMException"  # the run folder says why, not ": "
